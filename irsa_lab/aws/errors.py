@@ -1,0 +1,77 @@
+"""AWS errors with their wire form.
+
+Every way an AWS stand-in can refuse a request is an :class:`AwsError` carrying the
+code, HTTP status, message and fault type that AWS itself sends, plus an
+``explanation`` for the learner (which check failed, with what values). The HTTP
+layer turns one into XML in one place: :func:`query_error_xml` for the query
+protocol (STS, IAM) and :func:`s3_error_xml` for S3's REST protocol.
+
+Error tree::
+
+    AwsError
+    ├── (STS)  InvalidIdentityToken, ExpiredTokenException, IDPCommunicationError,
+    │          AccessDenied, ValidationError, MalformedPolicyDocument, ...
+    ├── (auth) InvalidClientTokenId, SignatureDoesNotMatch, ExpiredToken, ...
+    └── (IAM/S3) NoSuchEntity, EntityAlreadyExists, NoSuchBucket, NoSuchKey, ...
+
+The subclasses are not separate Python classes: the code *is* the class, as on the
+wire, and boto3 maps it to its own exception classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from xml.sax.saxutils import escape
+
+
+class AwsError(Exception):
+    """Raised when an AWS stand-in refuses a request; carries the wire code and status."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int = 400,
+        *,
+        sender: bool = True,
+        explanation: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.sender = sender
+        self.explanation = explanation or message
+        self.detail = detail or {}
+
+    @property
+    def fault(self) -> str:
+        return "Sender" if self.sender else "Receiver"
+
+
+def query_error_xml(err: AwsError, namespace: str, request_id: str) -> bytes:
+    """The ``ErrorResponse`` document of the query protocol (STS, IAM).
+
+    ``RequestId`` is a sibling of ``Error``, as real STS sends it.
+    """
+    return (
+        f'<ErrorResponse xmlns="{namespace}">\n'
+        f"  <Error>\n"
+        f"    <Type>{err.fault}</Type>\n"
+        f"    <Code>{escape(err.code)}</Code>\n"
+        f"    <Message>{escape(err.message)}</Message>\n"
+        f"  </Error>\n"
+        f"  <RequestId>{request_id}</RequestId>\n"
+        f"</ErrorResponse>\n"
+    ).encode()
+
+
+def s3_error_xml(err: AwsError, request_id: str, resource: str = "") -> bytes:
+    """S3's ``Error`` document."""
+    res = f"<Resource>{escape(resource)}</Resource>" if resource else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{escape(err.code)}</Code><Message>{escape(err.message)}</Message>"
+        f"{res}<RequestId>{request_id}</RequestId><HostId>{request_id}</HostId></Error>"
+    ).encode()
