@@ -77,3 +77,103 @@ S3_READ_ONLY_POLICY_ARN = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
 EKS_WORKER_NODE_POLICY_ARN = "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy"
 EKS_CNI_POLICY_ARN = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
 ECR_READ_ONLY_POLICY_ARN = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+
+# --- IAM / S3 stand-ins (aws/iam.py, aws/s3.py, aws/scenario.py) -----------------
+ADMIN_USER_NAME = "admin"
+ADMIN_USER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:user/{ADMIN_USER_NAME}"
+NODE_ROLE_MANAGED_POLICY_ARNS = (
+    EKS_WORKER_NODE_POLICY_ARN,
+    EKS_CNI_POLICY_ARN,
+    ECR_READ_ONLY_POLICY_ARN,
+)
+# SHA-1 of the root CA behind oidc.eks.<region>.amazonaws.com, as eksctl and the EKS
+# console register it (40 hex digits, lower case).
+EKS_OIDC_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"
+IAM_MAX_OIDC_CLIENT_IDS = 100
+IAM_MAX_OIDC_THUMBPRINTS = 5
+IAM_MAX_MANAGED_POLICIES_PER_ROLE = 10  # default quota "Managed policies per role"
+IAM_MAX_ROLE_POLICY_SIZE = 10240  # inline role policies, aggregate non-whitespace chars
+IAM_MAX_TRUST_POLICY_SIZE = 2048  # default quota "Role trust policy length"
+S3_OWNER_ID = "75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a"
+S3_OWNER_DISPLAY_NAME = "admin"
+
+# --- webhook, continued (specs/webhook.md §1-§4, §9) ----------------------------
+# Annotation key suffixes: the full key is f"{--annotation-prefix}/{suffix}".
+ROLE_ARN_SUFFIX = "role-arn"
+AUDIENCE_SUFFIX = "audience"
+STS_REGIONAL_SUFFIX = "sts-regional-endpoints"
+TOKEN_EXPIRATION_SUFFIX = "token-expiration"  # noqa: S105 - a name, not a secret
+SKIP_CONTAINERS_SUFFIX = "skip-containers"
+STS_REGIONAL_VALUE = "regional"  # the only value the webhook writes to AWS_STS_REGIONAL_ENDPOINTS
+# A constant upstream keeps but never applies: values above it pass through unchanged.
+MAX_TOKEN_EXPIRATION_S = 86400
+# Pod Identity mode only: an expiration of exactly 86400 s is replaced by a uniform
+# random integer in [79200, 86400] (inclusive), so tokens do not all renew at once.
+TOKEN_EXPIRATION_JITTER_FLOOR_S = 79200
+# nodeSelector keys whose value "windows" switches the token file env var to a Windows path.
+NODE_SELECTOR_OS = "kubernetes.io/os"
+NODE_SELECTOR_OS_BETA = "beta.kubernetes.io/os"
+WINDOWS_OS = "windows"
+
+# Container credentials (EKS Pod Identity) mode: flag defaults of upstream main.go.
+CONTAINER_CREDENTIALS_AUDIENCE = "pods.eks.amazonaws.com"
+CONTAINER_CREDENTIALS_MOUNT_PATH = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"
+CONTAINER_CREDENTIALS_VOLUME_NAME = "eks-pod-identity-token"
+CONTAINER_CREDENTIALS_TOKEN_PATH = "eks-pod-identity-token"  # noqa: S105 - a file name
+CONTAINER_CREDENTIALS_FULL_URI = "http://169.254.170.23/v1/credentials"  # the Pod Identity agent
+ENV_CONTAINER_CREDENTIALS_FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"  # noqa: S105
+# Label added to pods mutated in Pod Identity mode (fixed: not affected by the prefix).
+POD_IDENTITY_LABEL = "eks.amazonaws.com/pod-identity"
+POD_IDENTITY_LABEL_VALUE = "enabled"
+
+# The webhook's HTTP surface (specs/webhook.md §6.1).
+WEBHOOK_MUTATE_PATH = "/mutate"
+WEBHOOK_HEALTHZ_PATH = "/healthz"
+WEBHOOK_CONTENT_TYPE = "application/json"  # must match exactly, else HTTP 415
+ADMISSION_REVIEW_VERSIONS = ("v1beta1",)  # as upstream's deploy/mutatingwebhook.yaml
+
+# --- kind backend (specs/kubernetes.md §2, §5; irsa_lab/kind) --------------------
+KIND_CLUSTER_NAME = CLUSTER_NAME
+# kind v0.32.0 is the first release that translates an unversioned, map-form
+# ClusterConfiguration patch to kubeadm v1beta4 (needed for Kubernetes >= 1.36).
+KIND_MIN_VERSION = (0, 32, 0)
+KIND_VERSION_PINNED = "v0.32.0"
+# kind v0.32.0's default node image, pinned by digest: images are built per kind release.
+KIND_NODE_IMAGE = (
+    "kindest/node:v1.36.1@sha256:3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5"
+)
+KIND_NODE_MINOR = 36
+KIND_API_SERVER_ADDRESS = "127.0.0.1"
+KIND_API_SERVER_PORT = 6443  # fixed, so the discovery and JWKS URLs are stable
+KIND_API_SERVER_URL = f"https://{KIND_API_SERVER_ADDRESS}:{KIND_API_SERVER_PORT}"
+# EKS-shaped and fixed, so kind-config.yaml in the repo is one file and notebooks print
+# the same issuer on every run. The id is md5("irsa-lab kind cluster"), upper case,
+# shaped like an EKS cluster's OIDC id; no host of that name is ever contacted.
+KIND_ISSUER = f"https://oidc.eks.{REGION}.amazonaws.com/id/9F9455D9904B43490B195254C7B341E0"
+# The API server serves discovery at these absolute paths whatever the issuer's path is.
+KIND_DISCOVERY_URL = f"{KIND_API_SERVER_URL}/.well-known/openid-configuration"
+KIND_JWKS_URI = f"{KIND_API_SERVER_URL}/openid/v1/jwks"
+# What EKS uses (and the embedded stand-in, kube/tokens.py): in-cluster tokens carry this
+# audience, IRSA tokens carry sts.amazonaws.com, and neither is accepted in place of the other.
+KIND_API_AUDIENCES = ("https://kubernetes.default.svc",)
+# Under /etc/kubernetes/pki because the kube-apiserver and kube-controller-manager static
+# pods already mount that folder from the node; a folder mount (not single files) keeps
+# working when a key file is replaced by rename.
+KIND_KEYS_CONTAINER_DIR = "/etc/kubernetes/pki/irsa-lab"
+KIND_SIGNING_KEY_FILE = "sa.key"
+KIND_PUBLIC_KEY_FILE = "sa.pub"
+KIND_JWKS_FILE = "jwks.json"
+KIND_WEBHOOK_NAMESPACE = "pod-identity-webhook"
+KIND_WEBHOOK_SERVICE = "pod-identity-webhook"
+KIND_WEBHOOK_TLS_SECRET = "pod-identity-webhook-cert"
+KIND_WEBHOOK_CERT_DIR = "/etc/webhook/certs"
+# Current upstream releases are pushed to ECR Public; Docker Hub's
+# amazon/amazon-eks-pod-identity-webhook only has older tags (e.g. v0.5.7).
+KIND_WEBHOOK_IMAGE = "public.ecr.aws/eks/amazon-eks-pod-identity-webhook:v0.6.17"
+KIND_DISCOVERY_BINDING = "oidc-discovery-anonymous"
+KIND_DISCOVERY_CLUSTER_ROLE = "system:service-account-issuer-discovery"
+KIND_PROBE_POD = "irsa-lab-probe"
+# kind's "known issues" page: below these, nodes fail with "too many open files".
+INOTIFY_MIN_MAX_USER_WATCHES = 524288
+INOTIFY_MIN_MAX_USER_INSTANCES = 512

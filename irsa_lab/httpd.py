@@ -143,9 +143,11 @@ class ServerLoop:
         sock = bind_socket(port)
 
         async def go() -> Served:
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(
+                app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+            )
             await runner.setup()
-            site = web.SockSite(runner, sock, ssl_context=tls, shutdown_timeout=0.5)
+            site = web.SockSite(runner, sock, ssl_context=tls)
             await site.start()
             bound = sock.getsockname()[1]
             scheme = "https" if tls is not None else "http"

@@ -1,0 +1,296 @@
+"""The webhook's HTTP edge: AdmissionReview in, AdmissionReview out.
+
+:func:`review` is the whole request handling as a plain function over bytes (decode,
+look the ServiceAccount up, mutate, encode), so tests can call it without a socket;
+:func:`make_app` wraps it in an aiohttp application with ``POST /mutate`` and
+``GET /healthz``. What upstream answers for bad input (specs/webhook.md §6.1):
+
+* a ``Content-Type`` other than exactly ``application/json``: HTTP 415, plain text;
+* an empty body, ``{}`` or a review without ``request``: a denial "bad content";
+* JSON that does not parse: a denial whose message starts "couldn't get version/kind";
+* an ``object`` that is not a Pod: a denial carrying the decoder's message.
+
+A denial is ``allowed: false`` with only ``status.message`` (no code, no reason).
+Nothing the client sends produces a 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NotRequired, Protocol, TypedDict
+
+from aiohttp import web
+
+from .. import constants as C
+from ..clock import Clock
+from ..trace import Trace
+from .mutate import MutationResult, PodDecodeError, mutate_pod
+from .settings import WebhookSettings
+
+BAD_CONTENT = "bad content"
+INVALID_CONTENT_TYPE = f"Invalid Content-Type, expected `{C.WEBHOOK_CONTENT_TYPE}`\n"
+MAX_BODY_BYTES = 3 * 1024 * 1024  # the API server's own request-size limit
+
+
+class Status(TypedDict):
+    """The ``metav1.Status`` of a denial: upstream fills only ``message``."""
+
+    metadata: dict[str, Any]
+    message: str
+
+
+class AdmissionResponse(TypedDict):
+    """``response`` of an AdmissionReview, with the wire's field names."""
+
+    uid: str
+    allowed: bool
+    status: NotRequired[Status]
+    patch: NotRequired[str]
+    patchType: NotRequired[str]
+
+
+class AdmissionReview(TypedDict):
+    """An AdmissionReview as the webhook writes it; apiVersion/kind echo the request's."""
+
+    apiVersion: NotRequired[str]
+    kind: NotRequired[str]
+    response: AdmissionResponse
+
+
+class ServiceAccountLookup(Protocol):
+    """Anything with the cache's ``get``: the annotations of a ServiceAccount, or ``None``."""
+
+    def get(self, namespace: str, name: str) -> Mapping[str, str] | None: ...
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    """What :func:`review` decided, for the trace and for explanations."""
+
+    review: AdmissionReview
+    uid: str
+    namespace: str
+    pod: str
+    service_account: str
+    result: MutationResult | None  # None when the request was denied before mutating
+
+    @property
+    def allowed(self) -> bool:
+        return self.review["response"]["allowed"]
+
+
+def _deny(uid: str, message: str) -> AdmissionResponse:
+    return {"uid": uid, "allowed": False, "status": {"metadata": {}, "message": message}}
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _reject_constant(name: str) -> Any:
+    # Go's decoder has no NaN/Infinity literals.
+    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
+
+
+def _parse_error(body: bytes, exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        if exc.pos >= len(exc.doc.rstrip()):
+            detail = "unexpected end of JSON input"
+        else:
+            detail = f"invalid character {exc.doc[exc.pos]!r} at offset {exc.pos}: {exc.msg}"
+    elif isinstance(exc, RecursionError):
+        detail = "exceeded max depth"
+    else:
+        detail = str(exc) or type(exc).__name__
+    return f"couldn't get version/kind; json parse error: {detail}"
+
+
+_REQUEST_STRINGS = ("uid", "namespace", "name", "operation", "subResource")
+
+
+def review(
+    body: bytes,
+    *,
+    lookup: ServiceAccountLookup,
+    settings: WebhookSettings,
+    rng: random.Random | None = None,
+) -> ReviewOutcome:
+    """Answer one AdmissionReview body (already known to be ``application/json``)."""
+    echo: dict[str, str] = {}
+
+    def done(response: AdmissionResponse, **facts: Any) -> ReviewOutcome:
+        out: dict[str, Any] = dict(echo)
+        out["response"] = response
+        facts.setdefault("uid", response["uid"])
+        for key in ("namespace", "pod", "service_account"):
+            facts.setdefault(key, "")
+        facts.setdefault("result", None)
+        return ReviewOutcome(review=out, **facts)  # type: ignore[arg-type]
+
+    if len(body) == 0:
+        return done(_deny("", BAD_CONTENT))
+    try:
+        doc = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        return done(_deny("", _parse_error(body, exc)))
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        return done(
+            _deny(
+                "",
+                "couldn't get version/kind; json parse error: json: cannot "
+                f"unmarshal {_json_kind(doc)} into Go value of type struct "
+                "{ APIVersion string; Kind string }",
+            )
+        )
+    for key in ("apiVersion", "kind"):
+        value = doc.get(key)
+        if value is not None and not isinstance(value, str):
+            return done(
+                _deny(
+                    "",
+                    "couldn't get version/kind; json parse error: json: cannot "
+                    f"unmarshal {_json_kind(value)} into Go struct field .{key} of type string",
+                )
+            )
+        if value:
+            echo[key] = value
+
+    request = doc.get("request")
+    if request is None:
+        return done(_deny("", BAD_CONTENT))
+    if not isinstance(request, dict):
+        return done(
+            _deny(
+                "",
+                f"json: cannot unmarshal {_json_kind(request)} into Go struct "
+                "field AdmissionReview.request of type v1.AdmissionRequest",
+            )
+        )
+    for key in _REQUEST_STRINGS:
+        value = request.get(key)
+        if value is not None and not isinstance(value, str):
+            return done(
+                _deny(
+                    "",
+                    f"json: cannot unmarshal {_json_kind(value)} into Go struct "
+                    f"field AdmissionRequest.request.{key} of type string",
+                )
+            )
+    uid: str = request.get("uid") or ""
+    namespace: str = request.get("namespace") or ""
+
+    if "object" not in request:
+        # An absent object is empty raw JSON to Go's decoder.
+        return done(_deny(uid, "unexpected end of JSON input"), namespace=namespace)
+    pod = request["object"]
+    meta = pod.get("metadata") if isinstance(pod, dict) else None
+    pod_name = ""
+    if isinstance(meta, dict):
+        name = meta.get("name") or meta.get("generateName") or ""
+        pod_name = name if isinstance(name, str) else ""
+    spec = pod.get("spec") if isinstance(pod, dict) else None
+    sa_name = spec.get("serviceAccountName") if isinstance(spec, dict) else ""
+    sa_name = sa_name if isinstance(sa_name, str) else ""
+
+    # The namespace of the request is authoritative, whatever the pod object says.
+    sa_annotations = lookup.get(namespace, sa_name)
+    try:
+        result = mutate_pod(
+            pod, namespace=namespace, sa_annotations=sa_annotations, settings=settings, rng=rng
+        )
+    except PodDecodeError as exc:
+        return done(
+            _deny(uid, str(exc)), namespace=namespace, pod=pod_name, service_account=sa_name
+        )
+    response: AdmissionResponse = {"uid": uid, "allowed": True}
+    if result.mutated:
+        raw = json.dumps(result.patch, separators=(",", ":")).encode()
+        response["patch"] = base64.b64encode(raw).decode()
+        response["patchType"] = "JSONPatch"
+    return done(response, namespace=namespace, pod=pod_name, service_account=sa_name, result=result)
+
+
+def make_app(
+    *,
+    cache: ServiceAccountLookup,
+    settings: WebhookSettings,
+    trace: Trace,
+    clock: Clock,
+    rng: random.Random | None = None,
+    on_review: Callable[[ReviewOutcome], None] | None = None,
+) -> web.Application:
+    """The webhook as an aiohttp app: ``/mutate`` (any method, as upstream) and ``/healthz``.
+
+    Every review is recorded in ``trace`` as ``apiserver → webhook``; ``on_review``
+    (optional) sees each :class:`ReviewOutcome`, for the lab's explanations.
+    """
+
+    async def mutate(request: web.Request) -> web.StreamResponse:
+        started = clock.now()
+        if request.headers.get("Content-Type", "") != C.WEBHOOK_CONTENT_TYPE:
+            trace.record(
+                "apiserver",
+                "webhook",
+                "AdmissionReview",
+                "UnsupportedMediaType",
+                duration_ms=(clock.now() - started) * 1000,
+                content_type=request.headers.get("Content-Type", ""),
+            )
+            return web.Response(status=415, text=INVALID_CONTENT_TYPE)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            trace.record(
+                "apiserver",
+                "webhook",
+                "AdmissionReview",
+                "RequestEntityTooLarge",
+                duration_ms=(clock.now() - started) * 1000,
+            )
+            raise
+        outcome = review(body, lookup=cache, settings=settings, rng=rng)
+        result = outcome.result
+        detail: dict[str, Any] = {
+            "uid": outcome.uid,
+            "namespace": outcome.namespace,
+            "pod": outcome.pod,
+            "service_account": outcome.service_account,
+        }
+        if result is not None:
+            detail["reason"] = result.reason
+            detail["mutated"] = result.mutated
+            detail["env_added"] = {k: list(v) for k, v in result.env_added.items()}
+        else:
+            detail["message"] = outcome.review["response"].get("status", {}).get("message", "")
+        trace.record(
+            "apiserver",
+            "webhook",
+            "AdmissionReview",
+            "ok" if outcome.allowed else "denied",
+            duration_ms=(clock.now() - started) * 1000,
+            **detail,
+        )
+        if on_review is not None:
+            on_review(outcome)
+        data = json.dumps(outcome.review, separators=(",", ":")).encode()
+        return web.Response(body=data, content_type=C.WEBHOOK_CONTENT_TYPE)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.router.add_route("*", C.WEBHOOK_MUTATE_PATH, mutate)
+    app.router.add_get(C.WEBHOOK_HEALTHZ_PATH, healthz)
+    return app
