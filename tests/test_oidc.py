@@ -1,0 +1,127 @@
+"""The EKS-shaped OIDC host: discovery and JWKS at /id/<ID>/ over HTTPS, as EKS serves them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp.test_utils import make_mocked_request
+from token_fixtures import (  # noqa: F401 - fixtures
+    SERVE_WARNING,
+    OidcHost,
+    clock_fixture,
+    demo_key_fixture,
+    ids_fixture,
+    issuer_fixture,
+    lab_ca_fixture,
+    oidc_host_fixture,
+)
+
+from irsa_lab.kube.oidc import eks_discovery_document, issuer_path, local_url
+from irsa_lab.kube.tokens import TokenIssuer
+from irsa_lab.pki import SigningKey
+
+pytestmark = pytest.mark.filterwarnings(SERVE_WARNING)
+
+
+def test_eks_discovery_document_has_the_eks_fields_in_eks_order(issuer: TokenIssuer) -> None:
+    doc = eks_discovery_document(issuer)
+    assert list(doc) == [
+        "issuer",
+        "jwks_uri",
+        "authorization_endpoint",
+        "response_types_supported",
+        "subject_types_supported",
+        "claims_supported",
+        "id_token_signing_alg_values_supported",
+    ]
+    assert doc["issuer"] == issuer.issuer
+    assert doc["jwks_uri"] == issuer.issuer + "/keys"
+    assert doc["authorization_endpoint"] == "urn:kubernetes:programmatic_authorization"
+    assert doc["claims_supported"] == ["sub", "iss"]
+    assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+
+
+def test_discovery_is_served_over_https_under_the_issuer_path(
+    issuer: TokenIssuer, oidc_host: OidcHost
+) -> None:
+    path = issuer_path(issuer.issuer)
+    assert path.startswith("/id/") and len(path) == len("/id/") + 32
+    status, headers, body = oidc_host.get(
+        f"{oidc_host.base}{path}/.well-known/openid-configuration"
+    )
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Cache-Control"] == "public, max-age=3600"
+    assert body == json.dumps(eks_discovery_document(issuer), separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("accept", [None, "application/json", "application/jwk-set+json"])
+def test_keys_are_served_as_json_whatever_the_accept_header(
+    issuer: TokenIssuer, oidc_host: OidcHost, accept: str | None
+) -> None:
+    url = f"{oidc_host.base}{issuer_path(issuer.issuer)}/keys"
+    status, headers, body = oidc_host.get(url, accept=accept)
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == issuer.jwks()
+
+
+def test_unknown_paths_answer_404_json(issuer: TokenIssuer, oidc_host: OidcHost) -> None:
+    for path in ("/", "/id/OTHER/keys", "/openid/v1/jwks", issuer_path(issuer.issuer) + "/x"):
+        status, headers, body = oidc_host.get(oidc_host.base + path)
+        assert status == 404, path
+        assert headers["Content-Type"] == "application/json"
+        assert json.loads(body) == {"message": "Not Found"}
+
+
+def test_fetches_are_recorded_in_the_trace(issuer: TokenIssuer, oidc_host: OidcHost) -> None:
+    base = oidc_host.base + issuer_path(issuer.issuer)
+    oidc_host.get(base + "/.well-known/openid-configuration")
+    oidc_host.get(base + "/keys")
+    oidc_host.get(oidc_host.base + "/nope")
+    events = oidc_host.trace.events()
+    assert [(e.source, e.target, e.call, e.outcome) for e in events] == [
+        ("sts", "oidc", "GET openid-configuration", "ok"),
+        ("sts", "oidc", "GET keys", "ok"),
+        ("sts", "oidc", "GET /nope", "NotFound"),
+    ]
+    assert events[1].detail["kids"] == [issuer.key.kid]
+
+
+def test_a_rotated_key_shows_in_the_served_keys_at_once(
+    issuer: TokenIssuer, oidc_host: OidcHost
+) -> None:
+    old = issuer.key.kid
+    issuer.rotate(SigningKey.generate())
+    _, _, body = oidc_host.get(f"{oidc_host.base}{issuer_path(issuer.issuer)}/keys")
+    assert [k["kid"] for k in json.loads(body)["keys"]] == [issuer.key.kid, old]
+
+
+def test_local_url_swaps_only_the_issuer_origin() -> None:
+    iss = "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC"
+    base = "https://127.0.0.1:8443"
+    assert local_url(iss + "/keys", iss, base) == base + "/id/ABC/keys"
+    assert local_url(iss, iss, base + "/") == base + "/id/ABC"
+    other = "https://evil.example.com/id/ABC/keys"
+    assert local_url(other, iss, base) == other
+
+
+def test_the_caller_header_names_the_trace_source(issuer: TokenIssuer) -> None:
+    # The app is a plain aiohttp app: route resolution is checked without a socket.
+    from irsa_lab.kube.oidc import CALLER_HEADER, make_app
+    from irsa_lab.trace import Trace
+
+    trace = Trace()
+    app = make_app(issuer, trace=trace)
+    req = make_mocked_request(
+        "GET", issuer_path(issuer.issuer) + "/keys", headers={CALLER_HEADER: "notebook"}, app=app
+    )
+    import asyncio
+
+    async def go() -> None:
+        match = await app.router.resolve(req)
+        await match.handler(req)
+
+    asyncio.run(go())
+    assert trace.events()[0].source == "notebook"

@@ -1,0 +1,151 @@
+"""podexec: a pod container's env and mounts mapped to the host, run without the caller's AWS identity."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from token_fixtures import POD_UID, irsa_pod
+
+from irsa_lab.constants import NODE_NAME, SA_MOUNT_PATH, TOKEN_MOUNT_PATH, TOKEN_VOLUME_NAME
+from irsa_lab.kube.podexec import ExecPlan, container_env, field_ref, minimal_env, run
+
+API_VOLUME = "kube-api-access-x7k2p"
+
+
+def _hosts(tmp_path: Path) -> dict[str, Path]:
+    return {TOKEN_VOLUME_NAME: tmp_path / "irsa", API_VOLUME: tmp_path / "sa"}
+
+
+def test_env_keeps_spec_order_and_rewrites_the_token_file_to_the_host(tmp_path: Path) -> None:
+    plan = container_env(irsa_pod(), None, host_paths=_hosts(tmp_path))
+    assert plan.container == "aws-cli"
+    assert list(plan.env) == [
+        "AWS_STS_REGIONAL_ENDPOINTS",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ]
+    host_token = str(tmp_path / "irsa" / "token")
+    assert plan.env["AWS_WEB_IDENTITY_TOKEN_FILE"] == host_token
+    assert plan.rewritten == [
+        (
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+            host_token,
+        )
+    ]
+    assert any("AWS_WEB_IDENTITY_TOKEN_FILE" in n and host_token in n for n in plan.notes)
+
+
+def test_each_mount_path_maps_to_its_volume_host_folder(tmp_path: Path) -> None:
+    plan = container_env(irsa_pod(), "aws-cli", host_paths=_hosts(tmp_path))
+    assert plan.mounts == {SA_MOUNT_PATH: tmp_path / "sa", TOKEN_MOUNT_PATH: tmp_path / "irsa"}
+
+
+def test_sub_path_mounts_point_inside_the_volume(tmp_path: Path) -> None:
+    pod = irsa_pod()
+    c = pod["spec"]["containers"][0]
+    c["volumeMounts"].append(
+        {"name": TOKEN_VOLUME_NAME, "mountPath": "/token-only", "subPath": "token"}
+    )
+    c["env"].append({"name": "TOKEN_COPY", "value": "/token-only"})
+    plan = container_env(pod, None, host_paths=_hosts(tmp_path))
+    assert plan.mounts["/token-only"] == tmp_path / "irsa" / "token"
+    assert plan.env["TOKEN_COPY"] == str(tmp_path / "irsa" / "token")
+
+
+def test_field_refs_give_pod_facts_and_unsupported_sources_become_notes(tmp_path: Path) -> None:
+    pod = irsa_pod()
+    pod["status"] = {"podIP": "127.0.0.1"}
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+        {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        {"name": "GREETING", "value": "hi $(POD_NAME) in $(POD_NS), $$(POD_NAME) $(NOPE)"},
+    ]
+    plan = container_env(pod, None, host_paths={})
+    assert plan.env == {
+        "POD_NAME": "mypod",
+        "POD_NS": "default",
+        "POD_UID": POD_UID,
+        "SA": "s3-readonly-sa",
+        "NODE": NODE_NAME,
+        "IP": "127.0.0.1",
+        "GREETING": "hi mypod in default, $(POD_NAME) $(NOPE)",
+    }
+    assert any("SECRET" in n and "secretKeyRef" in n for n in plan.notes)
+    assert any(TOKEN_VOLUME_NAME in n for n in plan.notes)  # no host folder given
+
+
+def test_field_ref_of_labels_uses_the_downward_api_format() -> None:
+    pod = {"metadata": {"labels": {"b": "2", "a": "1"}}}
+    assert field_ref(pod, "metadata.labels") == 'a="1"\nb="2"'
+    assert field_ref(pod, "metadata.labels['b']") == "2"
+    assert field_ref(pod, "spec.containers") is None
+
+
+def test_unknown_container_is_refused_and_the_default_annotation_is_honoured() -> None:
+    pod = irsa_pod()
+    pod["spec"]["containers"].append({"name": "sidecar", "image": "busybox"})
+    with pytest.raises(ValueError, match="container nope is not valid for pod mypod"):
+        container_env(pod, "nope", host_paths={})
+    pod["metadata"]["annotations"] = {"kubectl.kubernetes.io/default-container": "sidecar"}
+    assert container_env(pod, None, host_paths={}).container == "sidecar"
+
+
+def test_minimal_env_drops_aws_names_and_uses_a_private_home(tmp_path: Path) -> None:
+    env = minimal_env(tmp_path, {"PATH": "/bin", "AWS_PROFILE": "prod", "X": "1"})
+    assert env == {"PATH": "/bin", "X": "1", "LANG": "C.UTF-8", "TZ": "UTC", "HOME": str(tmp_path)}
+
+
+def test_the_child_gets_the_pod_env_and_never_the_callers_aws_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIACALLERCALLER0000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "caller-secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "caller-token")
+    monkeypatch.setenv("AWS_PROFILE", "caller")
+    plan = container_env(irsa_pod(), None, host_paths=_hosts(tmp_path))
+    extra = {"AWS_ENDPOINT_URL_STS": "https://127.0.0.1:1", "AWS_CA_BUNDLE": "/ca.crt"}
+    script = "import json, os; print(json.dumps(dict(os.environ)))"
+    done = run(plan, [sys.executable, "-c", script], extra_env=extra, timeout=30)
+    assert done.returncode == 0, done.stderr
+    child = json.loads(done.stdout)
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ):
+        assert name not in child
+    for name, value in {**plan.env, **extra}.items():
+        assert child[name] == value
+    assert child["TZ"] == "UTC"
+    home = Path(child["HOME"])
+    assert home.name.startswith("irsa-lab-home-") and not home.exists()  # removed afterwards
+    assert set(child) - {"PATH", "HOME", "LANG", "TZ", "LC_CTYPE", "PWD"} == {
+        *plan.env,
+        *extra,
+    }
+
+
+def test_extra_env_comes_last_and_wins(tmp_path: Path) -> None:
+    plan = ExecPlan("c", {"A": "pod", "B": "pod"}, {})
+    done = run(
+        plan,
+        [sys.executable, "-c", "import os; print(os.environ['A'], os.environ['B'])"],
+        extra_env={"B": "stack"},
+        base_env={"PATH": "/usr/bin:/bin", "A": "base"},
+        cwd=tmp_path,
+    )
+    assert done.stdout.split() == ["pod", "stack"]
