@@ -166,7 +166,7 @@ KIND_PUBLIC_KEY_FILE = "sa.pub"
 KIND_JWKS_FILE = "jwks.json"
 KIND_WEBHOOK_NAMESPACE = "pod-identity-webhook"
 KIND_WEBHOOK_SERVICE = "pod-identity-webhook"
-KIND_WEBHOOK_TLS_SECRET = "pod-identity-webhook-cert"
+KIND_WEBHOOK_TLS_SECRET = "pod-identity-webhook-cert"  # noqa: S105 - a Secret's name
 KIND_WEBHOOK_CERT_DIR = "/etc/webhook/certs"
 # Current upstream releases are pushed to ECR Public; Docker Hub's
 # amazon/amazon-eks-pod-identity-webhook only has older tags (e.g. v0.5.7).

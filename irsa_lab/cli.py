@@ -1,0 +1,404 @@
+"""The ``irsa-lab`` command (DESIGN.md, "CLI")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def _state_dir(arg: str | None) -> Path:
+    from .stack import default_state_dir
+
+    return Path(arg).expanduser().resolve() if arg else default_state_dir()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _running_pid(state: Path) -> int | None:
+    pid_file = state / "lab.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def _load_endpoints(state: Path) -> dict[str, str]:
+    path = state / "endpoints.json"
+    if not path.exists() or _running_pid(state) is None:
+        raise CliError(
+            f"no running lab in {state}: start one with `irsa-lab up --detach"
+            f"{'' if state == _state_dir(None) else ' --state-dir ' + shlex.quote(str(state))}`"
+        )
+    return dict(json.loads(path.read_text()))
+
+
+# --- up / down ---------------------------------------------------------------------
+def cmd_up(args: argparse.Namespace) -> int:
+    state = _state_dir(args.state_dir)
+    pid = _running_pid(state)
+    if pid is not None:
+        raise CliError(
+            f"a lab is already running in {state} (pid {pid}); stop it with `irsa-lab down`"
+        )
+    if args.detach:
+        return _up_detached(state, args)
+    from .stack import EmbeddedLab
+
+    lab = EmbeddedLab(state_dir=state, seed=args.seed)
+    lab.start()
+    (state / "lab.pid").write_text(f"{os.getpid()}\n")
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(lab.summary(), flush=True)
+    try:
+        while not stop:
+            time.sleep(0.2)
+    finally:
+        lab.stop()
+        (state / "lab.pid").unlink(missing_ok=True)
+    print("irsa-lab: stopped", flush=True)
+    return 0
+
+
+def _up_detached(state: Path, args: argparse.Namespace) -> int:
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "endpoints.json").unlink(missing_ok=True)
+    log = open(state / "lab.log", "wb")  # noqa: SIM115 - handed to the child
+    cmd = [sys.executable, "-m", "irsa_lab.cli", "up", "--state-dir", str(state)]
+    if args.seed is not None:
+        cmd += ["--seed", str(args.seed)]
+    child = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    log.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise CliError(
+                f"the lab exited during start-up; see {state / 'lab.log'}:\n"
+                + (state / "lab.log").read_text()[-2000:]
+            )
+        if (state / "endpoints.json").exists() and _running_pid(state) == child.pid:
+            print(f"irsa-lab: running in the background (pid {child.pid}); state in {state}")
+            print(
+                f'irsa-lab: `eval "$(irsa-lab env{_sd(state)})"` points kubectl, boto3 and the aws CLI at it'
+            )
+            return 0
+        time.sleep(0.05)
+    child.terminate()
+    raise CliError(f"the lab did not come up within 30 s; see {state / 'lab.log'}")
+
+
+def _sd(state: Path) -> str:
+    return "" if state == _state_dir(None) else f" --state-dir {shlex.quote(str(state))}"
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state = _state_dir(args.state_dir)
+    pid = _running_pid(state)
+    if pid is None:
+        print(f"irsa-lab: no lab running in {state}")
+        (state / "lab.pid").unlink(missing_ok=True)
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.05)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    (state / "lab.pid").unlink(missing_ok=True)
+    print(f"irsa-lab: stopped the lab in {state} (pid {pid})")
+    return 0
+
+
+# --- env / exec ----------------------------------------------------------------------
+def env_lines(ep: dict[str, str]) -> list[str]:
+    """The ``export`` lines for a shell, from ``endpoints.json``."""
+    pairs = [
+        ("KUBECONFIG", ep["kubeconfig"]),
+        ("AWS_ENDPOINT_URL_STS", ep["sts"]),
+        ("AWS_ENDPOINT_URL_IAM", ep["iam"]),
+        ("AWS_ENDPOINT_URL_S3", ep["s3"]),
+        ("AWS_CA_BUNDLE", ep["ca_bundle"]),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", ep["imds"]),
+        ("AWS_DEFAULT_REGION", ep["region"]),
+        # The account administrator, as a learner is on a real account: IAM and S3
+        # calls made outside a pod are signed with these.
+        ("AWS_ACCESS_KEY_ID", ep["admin_access_key_id"]),
+        ("AWS_SECRET_ACCESS_KEY", ep["admin_secret_access_key"]),
+    ]
+    return [f"export {k}={shlex.quote(v)}" for k, v in pairs]
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    ep = _load_endpoints(_state_dir(args.state_dir))
+    print("\n".join(env_lines(ep)))
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from .pod import PodNotFound, exec_in_pod
+
+    state = _state_dir(args.state_dir)
+    ep = _load_endpoints(state)
+    argv = list(args.command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise CliError("nothing to run: irsa-lab exec POD -- CMD...")
+    try:
+        result = exec_in_pod(
+            ep,
+            state,
+            namespace=args.namespace,
+            pod=args.pod,
+            container=args.container,
+            argv=argv,
+            capture=False,
+            timeout=None,
+        )
+    except PodNotFound as err:
+        raise CliError(f"Error from server (NotFound): {err}") from err
+    except FileNotFoundError as err:
+        raise CliError(f"cannot run {argv[0]!r} in the pod: {err.strerror}") from err
+    return int(result.returncode)
+
+
+# --- doctor / lab ----------------------------------------------------------------------
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_checks
+
+    problems = 0
+    for check in run_checks(_state_dir(args.state_dir)):
+        mark = "ok  " if check.ok else "FAIL"
+        print(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok:
+            problems += 1
+            if check.fix:
+                print(f"       fix: {check.fix}")
+    return 1 if problems else 0
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    root = Path(__file__).resolve().parents[1]
+    notebooks = root / "notebooks"
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        f"--notebook-dir={root}",
+        "--ServerApp.ip=127.0.0.1",
+    ]
+    if notebooks.exists():
+        cmd.append("--LabApp.default_url=/lab/tree/notebooks")
+    env = dict(os.environ, IRSA_LAB_BACKEND=os.environ.get("IRSA_LAB_BACKEND", "embedded"))
+    return subprocess.call(cmd, env=env)
+
+
+def cmd_kind(args: argparse.Namespace) -> int:
+    """``irsa-lab kind up|down|doctor``: the real-cluster backend (irsa_lab/kind, docs/kind.md).
+
+    ``up`` runs in the foreground like ``irsa-lab up`` (``--detach`` backgrounds it):
+    the AWS stand-ins live in this process, the cluster outlives it until ``down``.
+    """
+    from .doctor import print_checks
+    from .kind.checks import kind_checks
+    from .kind.cluster import KindError, kind_down, kind_up
+
+    state = _state_dir(args.state_dir)
+    if args.action == "doctor":
+        return print_checks(kind_checks())
+    if args.action == "down":
+        pid = _running_pid(state)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _pid_alive(pid):
+                time.sleep(0.05)
+            (state / "lab.pid").unlink(missing_ok=True)
+        try:
+            kind_down(state)
+        except KindError as err:
+            raise CliError(str(err)) from err
+        print(f"irsa-lab: deleted the kind cluster and stopped its AWS stand-ins ({state})")
+        return 0
+
+    pid = _running_pid(state)
+    if pid is not None:
+        raise CliError(
+            f"a lab is already running in {state} (pid {pid}); stop it with "
+            f"`irsa-lab down{_sd(state)}` or `irsa-lab kind down{_sd(state)}`"
+        )
+    if args.detach:
+        return _kind_up_detached(state, args)
+    try:
+        lab = kind_up(
+            state, seed=args.seed, progress=lambda msg: print(f"irsa-lab kind: {msg}", flush=True)
+        )
+    except KindError as err:
+        raise CliError(str(err)) from err
+    (state / "lab.pid").write_text(f"{os.getpid()}\n")
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(
+        f"irsa-lab kind: cluster {lab.name!r} is up, issuer {lab.endpoints['issuer']}", flush=True
+    )
+    print(
+        f'irsa-lab kind: `eval "$(irsa-lab env{_sd(state)})"` points kubectl, boto3 and '
+        "the aws CLI at it",
+        flush=True,
+    )
+    try:
+        while not stop:
+            time.sleep(0.2)
+    finally:
+        lab.stop_aws()
+        (state / "lab.pid").unlink(missing_ok=True)
+    print(
+        f"irsa-lab kind: AWS stand-ins stopped; the cluster keeps running "
+        f"(`irsa-lab kind down{_sd(state)}` deletes it)",
+        flush=True,
+    )
+    return 0
+
+
+def _kind_up_detached(state: Path, args: argparse.Namespace) -> int:
+    # The blocking checks run here first, so a machine without Docker fails in the
+    # foreground with the fix instead of in a log file.
+    from .kind.checks import kind_checks
+    from .kind.cluster import failed_prerequisites
+
+    problem = failed_prerequisites(kind_checks())
+    if problem:
+        raise CliError(problem)
+    (state / "kind").mkdir(parents=True, exist_ok=True)
+    (state / "endpoints.json").unlink(missing_ok=True)
+    log_path = state / "kind" / "kind-up.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
+    cmd = [sys.executable, "-m", "irsa_lab.cli", "kind", "up", "--state-dir", str(state)]
+    if args.seed is not None:
+        cmd += ["--seed", str(args.seed)]
+    child = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    log.close()
+    print(
+        f"irsa-lab kind: creating the cluster in the background (pid {child.pid}); "
+        f"progress in {log_path}",
+        flush=True,
+    )
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise CliError(f"kind up failed; see {log_path}:\n" + log_path.read_text()[-3000:])
+        if (state / "endpoints.json").exists() and _running_pid(state) == child.pid:
+            print(
+                f'irsa-lab kind: up; `eval "$(irsa-lab env{_sd(state)})"` points the clients at it',
+                flush=True,
+            )
+            return 0
+        time.sleep(0.5)
+    child.terminate()
+    raise CliError(f"kind up did not finish within 15 min; see {log_path}")
+
+
+# --- parser ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="irsa-lab", description="The EKS IRSA chain, run locally.")
+    p.add_argument("--version", action="version", version=f"irsa-lab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_state(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument(
+            "--state-dir",
+            metavar="DIR",
+            help="where kubeconfig and endpoints.json live "
+            "(default: $IRSA_LAB_STATE_DIR, else ~/.irsa-lab)",
+        )
+        return sp
+
+    up = with_state(sub.add_parser("up", help="start the embedded stack"))
+    up.add_argument("--detach", action="store_true", help="run in the background")
+    up.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="fixed seed: same keys, ids and issuer on every start",
+    )
+    up.set_defaults(func=cmd_up)
+    with_state(sub.add_parser("down", help="stop a detached stack")).set_defaults(func=cmd_down)
+    with_state(sub.add_parser("env", help="print export lines for the stack")).set_defaults(
+        func=cmd_env
+    )
+
+    ex = with_state(sub.add_parser("exec", help="run a command as a pod's container would"))
+    ex.add_argument("-n", "--namespace", default="default")
+    ex.add_argument("-c", "--container", default=None)
+    ex.add_argument("pod")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
+    ex.set_defaults(func=cmd_exec)
+
+    with_state(sub.add_parser("doctor", help="check the machine")).set_defaults(func=cmd_doctor)
+    sub.add_parser("lab", help="start JupyterLab on the notebooks").set_defaults(func=cmd_lab)
+    kind = with_state(sub.add_parser("kind", help="the real-cluster backend (docs/kind.md)"))
+    kind.add_argument(
+        "action",
+        choices=["up", "down", "doctor"],
+        help="up: create the cluster and start the AWS stand-ins; down: delete "
+        "it; doctor: check docker, kind, kubectl, cgroups, inotify",
+    )
+    kind.add_argument("--detach", action="store_true", help="up: run in the background")
+    kind.add_argument(
+        "--seed", type=int, default=None, help="up: fixed seed for the AWS stand-ins' ids and keys"
+    )
+    kind.set_defaults(func=cmd_kind)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as err:
+        print(f"irsa-lab: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

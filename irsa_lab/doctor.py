@@ -1,0 +1,178 @@
+"""``irsa-lab doctor``: checks the machine and names the command that fixes each problem."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from .pki import LOOPBACK
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _major_minor(v: str) -> tuple[int, int]:
+    parts = (v.split(".") + ["0", "0"])[:2]
+    return int("".join(c for c in parts[0] if c.isdigit()) or 0), int(
+        "".join(c for c in parts[1] if c.isdigit()) or 0
+    )
+
+
+def check_python() -> Check:
+    v = sys.version_info
+    ok = v >= (3, 11)
+    return Check(
+        "python",
+        ok,
+        f"{v.major}.{v.minor}.{v.micro} at {sys.executable}",
+        "" if ok else "install Python 3.11 and run `make install` with it",
+    )
+
+
+def check_packages() -> list[Check]:
+    reinstall = "make install   (or: .venv/bin/pip install -e '.[test]')"
+    out = []
+    wanted = {
+        "kubernetes": lambda v: (35, 0) <= _major_minor(v) < (37, 0),
+        "botocore": lambda v: _major_minor(v) >= (1, 31),  # endpoint env vars arrived in 1.31
+        "boto3": lambda v: True,
+        "awscli": lambda v: True,
+        "jupyterlab": lambda v: _major_minor(v)[0] == 4,
+        "ipywidgets": lambda v: _major_minor(v)[0] == 8,
+        "aiohttp": lambda v: True,
+        "PyJWT": lambda v: True,
+        "cryptography": lambda v: True,
+        "nbval": lambda v: True,
+    }
+    for dist, good in wanted.items():
+        v = _version(dist)
+        if v is None:
+            out.append(Check(f"package {dist}", False, "not installed", reinstall))
+        elif not good(v):
+            out.append(
+                Check(f"package {dist}", False, f"{v} is outside the supported range", reinstall)
+            )
+        else:
+            out.append(Check(f"package {dist}", True, v))
+    # The widget front end (jupyterlab_widgets) must belong to the same ipywidgets
+    # generation as the kernel side, or JupyterLab shows "Error displaying widget".
+    front = _version("jupyterlab_widgets")
+    kernel = _version("ipywidgets")
+    if front and kernel:
+        ok = _major_minor(front)[0] == 3 and _major_minor(kernel)[0] == 8
+        out.append(
+            Check(
+                "widgets front end",
+                ok,
+                f"jupyterlab_widgets {front} with ipywidgets {kernel}",
+                "" if ok else "pip install 'ipywidgets>=8,<9' 'jupyterlab_widgets>=3,<4'",
+            )
+        )
+    return out
+
+
+def check_tools() -> list[Check]:
+    out = []
+    kubectl = shutil.which("kubectl")
+    out.append(
+        Check(
+            "kubectl",
+            kubectl is not None,
+            kubectl or "not found (optional: the lab works without it; kubectl tests are skipped)",
+            "" if kubectl else "install kubectl: https://kubernetes.io/docs/tasks/tools/",
+        )
+    )
+    venv_aws = Path(sys.executable).with_name("aws")
+    aws = str(venv_aws) if venv_aws.exists() else shutil.which("aws")
+    out.append(
+        Check(
+            "aws CLI",
+            aws is not None,
+            aws or "not found",
+            "" if aws else "make install   (awscli is a dependency)",
+        )
+    )
+    return out
+
+
+def check_loopback() -> Check:
+    try:
+        with socket.socket() as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        return Check("loopback ports", True, f"can bind {LOOPBACK} (e.g. port {port})")
+    except OSError as err:
+        return Check(
+            "loopback ports",
+            False,
+            f"cannot bind {LOOPBACK}: {err}",
+            "check that the loopback interface is up: `ip link set lo up`",
+        )
+
+
+def check_state_dir(state: Path) -> Check:
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=state):
+            pass
+        return Check("state directory", True, f"{state} is writable")
+    except OSError as err:
+        return Check(
+            "state directory",
+            False,
+            f"{state}: {err}",
+            f"choose another with --state-dir or IRSA_LAB_STATE_DIR (now {os.environ.get('IRSA_LAB_STATE_DIR', 'unset')})",
+        )
+
+
+def check_kind_backend(backend: str | None = None) -> list[Check]:
+    """The kind backend's checks: all of them when it is the backend in use
+    (``IRSA_LAB_BACKEND=kind``), else one informational line, since the embedded
+    backend needs no Docker and a machine without it is not broken."""
+    from .kind.checks import backend_summary, kind_checks
+
+    checks = kind_checks()
+    if (backend or os.environ.get("IRSA_LAB_BACKEND", "embedded")) == "kind":
+        return checks
+    return [backend_summary(checks)]
+
+
+def print_checks(checks: list[Check]) -> int:
+    """Print checks as ``irsa-lab doctor`` does; 1 if any failed, else 0."""
+    problems = 0
+    for check in checks:
+        print(f"[{'ok  ' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
+        if not check.ok:
+            problems += 1
+            if check.fix:
+                print(f"       fix: {check.fix}")
+    return 1 if problems else 0
+
+
+def run_checks(state: Path) -> list[Check]:
+    return [
+        check_python(),
+        *check_packages(),
+        *check_tools(),
+        check_loopback(),
+        check_state_dir(state),
+        *check_kind_backend(),
+    ]

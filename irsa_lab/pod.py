@@ -1,0 +1,108 @@
+"""Running a command as a pod's container would: ``irsa-lab exec`` and ``lab.exec``.
+
+The pod is read from the API server with the official client; its projected volumes
+are the host folders the kubelet stand-in wrote (computed from the state directory,
+so this works from another process than the one running the stack); its env comes
+from the stored spec, with paths into mounts rewritten to those folders. The AWS
+endpoint settings of the stack are added, and nothing of the caller's AWS identity.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .kube.kubelet import volume_dir
+from .kube.podexec import ExecPlan, container_env, minimal_env
+
+
+class PodNotFound(LookupError):
+    """Raised when the pod to exec into does not exist (the API server said 404)."""
+
+
+def read_pod(kubeconfig: str, namespace: str, name: str) -> dict[str, Any]:
+    """The stored pod as a dict, read with the official client."""
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    api = config.new_client_from_config(config_file=kubeconfig)
+    try:
+        core = client.CoreV1Api(api)
+        try:
+            resp = core.read_namespaced_pod(name, namespace, _preload_content=False)
+        except ApiException as err:
+            if err.status == 404:
+                raise PodNotFound(f'pods "{name}" not found in namespace "{namespace}"') from err
+            raise
+        import json
+
+        return dict(json.loads(resp.data))
+    finally:
+        api.close()
+
+
+def exec_plan(pod: dict[str, Any], kubelet_root: Path, container: str | None) -> ExecPlan:
+    """The env and mounts of ``container`` mapped onto the kubelet's host folders."""
+    uid = pod.get("metadata", {}).get("uid", "")
+    host_paths = {
+        v["name"]: volume_dir(kubelet_root, uid, v["name"])
+        for v in pod.get("spec", {}).get("volumes") or []
+        if "projected" in v
+    }
+    return container_env(pod, container, host_paths=host_paths)
+
+
+def pod_aws_env(endpoints: Mapping[str, str]) -> dict[str, str]:
+    """What the lab adds to a pod's env so its SDK reaches the stand-ins.
+
+    These are the only settings that differ from a pod on EKS. The metadata endpoint is
+    the one seen from inside a pod (one more network hop than from the node).
+    """
+    return {
+        "AWS_ENDPOINT_URL_STS": endpoints["sts"],
+        "AWS_ENDPOINT_URL_IAM": endpoints["iam"],
+        "AWS_ENDPOINT_URL_S3": endpoints["s3"],
+        "AWS_CA_BUNDLE": endpoints["ca_bundle"],
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT": endpoints.get("imds_pod") or endpoints["imds"],
+    }
+
+
+def exec_in_pod(
+    endpoints: Mapping[str, Any],
+    state_dir: Path,
+    *,
+    namespace: str,
+    pod: str,
+    container: str | None,
+    argv: Sequence[str],
+    capture: bool = True,
+    timeout: float | None = 120,
+    extra_env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` as ``pod``'s container; notes on what was mapped go to stderr."""
+    stored = read_pod(endpoints["kubeconfig"], namespace, pod)
+    root = Path(endpoints.get("kubelet_root") or state_dir / "kubelet")
+    plan = exec_plan(stored, root, container)
+    if not capture:
+        for note in plan.notes:
+            print(f"irsa-lab: {note}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="irsa-lab-home-") as home:
+        env = minimal_env(Path(home))
+        # The lab's own Python environment comes first, so `aws` is the CLI installed with it.
+        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+        env.update(plan.env)
+        env.update(pod_aws_env(endpoints))
+        env.update(extra_env or {})
+        return subprocess.run(
+            list(argv),
+            env=env,
+            cwd=home,
+            capture_output=capture,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
