@@ -15,7 +15,6 @@ import ipaddress
 import os
 import ssl
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from cryptography import x509
@@ -194,7 +193,7 @@ class SigningKey:
 
         It signs tokens for a loopback lab only and protects nothing.
         """
-        pem = resources.files("irsa_lab").joinpath("data/keys/demo-sa-signer.pem").read_bytes()
+        pem = (Path(__file__).parent / "data" / "keys" / "demo-sa-signer.pem").read_bytes()
         return cls.from_pem(pem)
 
     @property

@@ -1,0 +1,512 @@
+"""The token decoder: a projected service-account token taken apart, checked, and broken.
+
+Pure functions first: :func:`explain_claims` says what each claim means and which part
+of the IAM side it meets (the OIDC provider lookup, the trust-policy condition keys);
+:func:`verify_token` runs the checks STS runs on the token itself, one named step at a
+time, with PyJWT; :func:`tamper` edits a claim and keeps the old signature, which is
+what an attacker who cannot sign would have to do. :class:`TokenDecoder` is a thin
+widget over them whose state a plain notebook cell can print.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ipywidgets as widgets
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from ..clock import Clock
+from ..pki import SigningKey
+from .text import (
+    FAIL,
+    OK,
+    STYLE_FAIL,
+    STYLE_MUTED,
+    STYLE_OK,
+    as_list,
+    escape,
+    html_table,
+    relative_time,
+    status_word,
+    text_table,
+    utc_text,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "STEPS",
+    "ClaimRow",
+    "TokenDecoder",
+    "Verification",
+    "explain_claims",
+    "tamper",
+    "verify_token",
+]
+
+# The signature algorithms STS accepts for web identity tokens (specs/sts.md §2.2).
+ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+STEPS = ("parse", "kid in JWKS", "signature", "iss", "aud", "exp/nbf")
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _split(token: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    parts = token.strip().split(".")
+    if len(parts) != 3:
+        raise ValueError(f"a JWT has 3 dot-separated parts, this text has {len(parts)}")
+    try:
+        header = json.loads(_b64url_decode(parts[0]))
+        claims = json.loads(_b64url_decode(parts[1]))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"header or payload is not base64url-encoded JSON ({exc})") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise ValueError("header and payload must be JSON objects")
+    return header, claims, parts
+
+
+def issuer_key(iss: str) -> str:
+    """The issuer as IAM names it: without ``https://`` (the condition-key prefix)."""
+    return iss[len("https://") :] if iss.startswith("https://") else iss
+
+
+# --- claims explained ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One claim: its value as shown, what it means, and where IAM/STS meets it."""
+
+    name: str
+    value: str
+    meaning: str
+    iam: str
+
+
+def _time_value(ts: Any, now: float | None) -> str:
+    if not isinstance(ts, int | float):
+        return str(ts)
+    text = f"{int(ts)} = {utc_text(float(ts))}"
+    return f"{text} ({relative_time(float(ts), now)})" if now is not None else text
+
+
+def explain_claims(claims: Mapping[str, Any], *, now: float | None = None) -> list[ClaimRow]:
+    """Explain every claim, in the token's order; times relative to ``now`` (the lab clock)."""
+    iss = str(claims.get("iss", ""))
+    prefix = issuer_key(iss) or "<issuer>"
+    rows = []
+    for name, value in claims.items():
+        shown = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+        if name == "iss":
+            meaning = "who signed the token: the cluster's service-account issuer"
+            iam = (
+                f"STS looks up the IAM OIDC provider {issuer_key(iss)!r} "
+                "(the issuer without https://) and fetches its discovery document and JWKS"
+            )
+        elif name == "sub":
+            meaning = "the subject: system:serviceaccount:<namespace>:<service account>"
+            iam = f"trust-policy condition key {prefix}:sub"
+        elif name == "aud":
+            meaning = "who the token is for (the projected volume's audience)"
+            iam = (
+                "must be one of the OIDC provider's client IDs; then trust-policy "
+                f"condition key {prefix}:aud"
+            )
+        elif name in ("exp", "iat", "nbf"):
+            meaning = {
+                "exp": "expires at",
+                "iat": "issued at",
+                "nbf": "not valid before",
+            }[name]
+            shown = _time_value(value, now)
+            iam = (
+                "STS time checks (about 5 min of clock-skew tolerance)"
+                if name != "iat"
+                else "STS rejects tokens issued in the future"
+            )
+        elif name == "jti":
+            meaning = "unique token id (for audit logs)"
+            iam = "not used by STS"
+        elif name == "kubernetes.io":
+            meaning = (
+                "what the token is bound to: namespace, service account, pod and node (name, uid)"
+            )
+            iam = "not a condition key: STS ignores custom claims"
+        elif name == "azp":
+            meaning = "authorised party"
+            iam = f"used as {prefix}:aud when aud has several values"
+        else:
+            meaning = "custom claim"
+            iam = "not usable in a trust policy (STS ignores custom claims)"
+        rows.append(ClaimRow(name, shown, meaning, iam))
+    return rows
+
+
+# --- verification -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of :func:`verify_token`.
+
+    ``step_results`` lists ``(step, ok, message)`` for every step run, in order; the
+    checks stop at the first failure, as STS does, so the failing step is the last one.
+    """
+
+    ok: bool
+    step_results: list[tuple[str, bool, str]]
+    error: str | None = None
+    header: dict[str, Any] = field(default_factory=dict)
+    claims: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed_step(self) -> str | None:
+        return None if self.ok or not self.step_results else self.step_results[-1][0]
+
+    def text(self) -> str:
+        """A plain-text table of every step, the ones not reached included."""
+        done = {s: (ok, msg) for s, ok, msg in self.step_results}
+        rows = []
+        for step in STEPS:
+            if step in done:
+                ok, msg = done[step]
+                rows.append((step, status_word(ok), msg))
+            else:
+                rows.append((step, status_word(None), "stopped at an earlier step"))
+        verdict = "token accepted" if self.ok else f"token rejected at step {self.failed_step!r}"
+        return text_table(("step", "result", "detail"), rows) + f"\n=> {verdict}"
+
+
+def _find_key(
+    header: Mapping[str, Any], jwks: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, str]:
+    keys = [k for k in jwks.get("keys", []) if isinstance(k, dict)]
+    kid = header.get("kid")
+    if kid is None:
+        # Without a kid STS can only use a JWKS that holds a single key.
+        if len(keys) == 1:
+            return keys[
+                0
+            ], "no kid in the header; the JWKS has exactly one key, so that one is used"
+        return None, f"no kid in the header and the JWKS has {len(keys)} keys: which one?"
+    for k in keys:
+        if k.get("kid") == kid:
+            return k, f"kid {kid} is in the JWKS"
+    known = ", ".join(str(k.get("kid")) for k in keys) or "none"
+    return None, f"kid {kid} is not in the JWKS (keys published: {known})"
+
+
+def verify_token(
+    token: str,
+    jwks: Mapping[str, Any],
+    *,
+    issuer: str | None = None,
+    audience: str | Sequence[str] | None = None,
+    now: float,
+    leeway: float = 0.0,
+) -> Verification:
+    """Check a JWT as STS checks the token itself, step by step (:data:`STEPS`).
+
+    ``issuer`` and ``audience`` (one or several accepted values) are checked when given.
+    ``now`` is explicit: PyJWT's own time checks read the wall clock, so they are done
+    here instead, with ``leeway`` seconds of tolerance.
+    """
+    steps: list[tuple[str, bool, str]] = []
+
+    def fail(
+        step: str,
+        message: str,
+        header: dict[str, Any] | None = None,
+        claims: dict[str, Any] | None = None,
+    ) -> Verification:
+        steps.append((step, False, message))
+        return Verification(False, steps, f"{step}: {message}", header or {}, claims or {})
+
+    try:
+        header, claims, _parts = _split(token)
+    except ValueError as exc:
+        return fail("parse", str(exc))
+    alg = header.get("alg")
+    if alg not in ALGORITHMS:
+        return fail(
+            "parse",
+            f"alg {alg!r} is not accepted (STS accepts {', '.join(ALGORITHMS)})",
+            header,
+            claims,
+        )
+    steps.append(("parse", True, f"3 parts; header and payload are JSON; alg {alg}"))
+
+    jwk, message = _find_key(header, jwks)
+    if jwk is None:
+        return fail("kid in JWKS", message, header, claims)
+    steps.append(("kid in JWKS", True, message))
+
+    try:
+        key = jwt.PyJWK(jwk, algorithm=str(alg)).key
+        jwt.PyJWS().decode_complete(token.strip(), key=key, algorithms=[str(alg)])
+    except jwt.InvalidSignatureError:
+        return fail(
+            "signature",
+            "signature does not match the payload: the token was changed after it was "
+            "signed, or signed with another key",
+            header,
+            claims,
+        )
+    except jwt.PyJWTError as exc:
+        return fail("signature", f"cannot verify: {exc}", header, claims)
+    steps.append(("signature", True, "signature matches header and payload (the published key)"))
+
+    iss = claims.get("iss")
+    if issuer is None:
+        steps.append(("iss", True, f"iss is {iss!r} (no expected issuer given)"))
+    elif iss != issuer:
+        return fail("iss", f"iss {iss!r} is not the expected issuer {issuer!r}", header, claims)
+    else:
+        steps.append(("iss", True, f"iss {iss!r} is the expected issuer"))
+
+    auds = as_list(claims.get("aud"))
+    if audience is None:
+        steps.append(("aud", True, f"aud is {auds} (no expected audience given)"))
+    else:
+        wanted = as_list(audience)
+        if not set(auds) & set(wanted):
+            return fail(
+                "aud", f"aud {auds} holds none of the accepted audiences {wanted}", header, claims
+            )
+        steps.append(("aud", True, f"aud {auds} holds an accepted audience"))
+
+    exp, nbf = claims.get("exp"), claims.get("nbf")
+    if not isinstance(exp, int | float):
+        return fail("exp/nbf", "the exp claim is missing or not a number", header, claims)
+    if exp <= now - leeway:
+        return fail(
+            "exp/nbf",
+            f"token expired at {utc_text(exp)} ({relative_time(exp, now)})",
+            header,
+            claims,
+        )
+    if isinstance(nbf, int | float) and nbf > now + leeway:
+        return fail(
+            "exp/nbf",
+            f"token not valid before {utc_text(nbf)} ({relative_time(nbf, now)})",
+            header,
+            claims,
+        )
+    steps.append(("exp/nbf", True, f"valid now; expires {relative_time(exp, now)}"))
+    return Verification(True, steps, None, header, claims)
+
+
+# --- tampering --------------------------------------------------------------------------
+
+_DELETE = object()
+
+
+def tamper(
+    token: str,
+    claim: str,
+    value: Any = _DELETE,
+    *,
+    part: str = "payload",
+    resign_with: SigningKey | None = None,
+) -> str:
+    """Change one claim (or header field with ``part="header"``) and re-encode.
+
+    The old signature is kept, so verification fails at ``signature``: that is what
+    signing protects. Without ``value`` the claim is removed. ``resign_with`` signs the
+    edited token with that key instead (RS256), to show the checks after the signature.
+    """
+    if part not in ("header", "payload"):
+        raise ValueError("part must be 'header' or 'payload'")
+    header, claims, parts = _split(token)
+    target = header if part == "header" else claims
+    if value is _DELETE:
+        target.pop(claim, None)
+    else:
+        target[claim] = value
+
+    def enc(obj: Mapping[str, Any]) -> str:
+        return _b64url(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
+
+    head = enc(header) if part == "header" else parts[0]
+    body = enc(claims) if part == "payload" else parts[1]
+    if resign_with is None:
+        return f"{head}.{body}.{parts[2]}"
+    if part != "header":
+        header = {**header, "alg": "RS256", "kid": resign_with.kid}
+        head = enc(header)
+    signing_input = f"{head}.{body}".encode("ascii")
+    sig = resign_with.private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    return f"{head}.{body}.{_b64url(sig)}"
+
+
+def parse_value(text: str) -> Any:
+    """A tamper value typed by a learner: JSON when it parses (numbers, lists), else text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+# --- the widget ----------------------------------------------------------------------
+
+
+def _claims_html(rows: Sequence[ClaimRow]) -> str:
+    return html_table(
+        ("claim", "value", "meaning", "where IAM/STS uses it"),
+        [(r.name, r.value, r.meaning, r.iam) for r in rows],
+        caption="Claims (payload)",
+    )
+
+
+def _verification_html(v: Verification) -> str:
+    done = {s: (ok, msg) for s, ok, msg in v.step_results}
+    rows, styles = [], []
+    for step in STEPS:
+        ok, msg = done.get(step, (None, "stopped at an earlier step"))
+        rows.append((step, status_word(ok), msg))
+        styles.append(STYLE_OK if ok else STYLE_FAIL if ok is False else STYLE_MUTED)
+    verdict = f"{OK} token accepted" if v.ok else f"{FAIL} token rejected at step {v.failed_step!r}"
+    return (
+        html_table(("step", "result", "detail"), rows, caption="Verification", row_styles=styles)
+        + f"<p><b>{escape(verdict)}</b></p>"
+    )
+
+
+class TokenDecoder(widgets.VBox):
+    """Paste a token; see its header, its claims explained, and the verification steps.
+
+    The tamper controls change one claim and keep the signature (or re-sign with the
+    lab key when ``signing_key`` is given and the box is ticked). Read the outcome from
+    Python with :meth:`state`, :attr:`verification`, :attr:`claims`.
+    """
+
+    def __init__(
+        self,
+        token: str = "",
+        *,
+        jwks: Mapping[str, Any],
+        now: float | Clock | Callable[[], float],
+        issuer: str | None = None,
+        audience: str | Sequence[str] | None = None,
+        signing_key: SigningKey | None = None,
+    ) -> None:
+        self.jwks = dict(jwks)
+        self.issuer = issuer
+        self.audience = audience
+        self.signing_key = signing_key
+        self._now = now
+        self.original_token = token
+        self.token_input = widgets.Textarea(
+            value=token,
+            description="JWT",
+            placeholder="paste a token (three base64url parts)",
+            layout=widgets.Layout(width="100%", height="6em"),
+        )
+        self.header_html = widgets.HTML()
+        self.claims_html = widgets.HTML()
+        self.verify_html = widgets.HTML()
+        self.claim_input = widgets.Text(value="sub", description="claim")
+        self.value_input = widgets.Text(
+            value='"system:serviceaccount:kube-system:admin"',
+            description="new value",
+            placeholder="JSON or text; empty removes the claim",
+        )
+        self.resign_box = widgets.Checkbox(
+            value=False,
+            description="re-sign with the lab key",
+            disabled=signing_key is None,
+        )
+        self.tamper_button = widgets.Button(
+            description="Tamper", icon="pencil", tooltip="change the claim, keep the signature"
+        )
+        self.reset_button = widgets.Button(description="Restore original", icon="undo")
+        self.tamper_button.on_click(lambda _b: self.apply_tamper())
+        self.reset_button.on_click(lambda _b: self.restore())
+        self.token_input.observe(lambda _c: self._render(), names="value")
+        self.verification: Verification = Verification(False, [])
+        super().__init__(
+            children=[
+                self.token_input,
+                self.header_html,
+                self.claims_html,
+                self.verify_html,
+                widgets.HTML("<b>Tamper with the token</b>"),
+                widgets.HBox([self.claim_input, self.value_input]),
+                widgets.HBox([self.resign_box, self.tamper_button, self.reset_button]),
+            ]
+        )
+        self._render()
+
+    def now(self) -> float:
+        n = self._now
+        if isinstance(n, int | float):
+            return float(n)
+        if callable(n):
+            return float(n())
+        return float(n.now())
+
+    @property
+    def token(self) -> str:
+        return str(self.token_input.value)
+
+    @token.setter
+    def token(self, value: str) -> None:
+        self.token_input.value = value
+
+    @property
+    def header(self) -> dict[str, Any]:
+        return self.verification.header
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        return self.verification.claims
+
+    def apply_tamper(self) -> str:
+        """Apply the claim/value inputs to the current token; returns the new token."""
+        raw = str(self.value_input.value)
+        value = _DELETE if raw == "" else parse_value(raw)
+        key = self.signing_key if self.resign_box.value else None
+        self.token = tamper(self.token, str(self.claim_input.value), value, resign_with=key)
+        return self.token
+
+    def restore(self) -> None:
+        self.token = self.original_token
+
+    def _render(self) -> None:
+        now = self.now()
+        v = verify_token(self.token, self.jwks, issuer=self.issuer, audience=self.audience, now=now)
+        self.verification = v
+        if v.header:
+            self.header_html.value = html_table(
+                ("field", "value"),
+                [(k, json.dumps(val)) for k, val in v.header.items()],
+                caption="Header",
+            )
+            self.claims_html.value = _claims_html(explain_claims(v.claims, now=now))
+        else:
+            self.header_html.value = "<p>(no readable token)</p>"
+            self.claims_html.value = ""
+        self.verify_html.value = _verification_html(v)
+
+    def state(self) -> dict[str, Any]:
+        """The facts a following plain cell prints: claims, verdict, failing step."""
+        v = self.verification
+        return {
+            "header": dict(v.header),
+            "claims": dict(v.claims),
+            "ok": v.ok,
+            "failed_step": v.failed_step,
+            "error": v.error,
+            "steps": [(s, ok) for s, ok, _ in v.step_results],
+        }

@@ -1,0 +1,382 @@
+"""How long each credential lives: the projected token, the kubelet's renewal, STS's session.
+
+specs/teaching.md §6.3. Two panels share one story: the top one spans the token's
+whole lifetime (a day by default) with the kubelet's renewal point; the bottom one
+zooms on one STS session (an hour) with the SDK's refresh windows, which are too
+short to see on a one-day axis. All times are seconds since the token's ``iat``, so
+the figure does not depend on the wall clock.
+
+Facts drawn (constants in :mod:`irsa_lab.constants`): the kubelet rewrites a
+projected token once it is older than 80 % of its TTL or older than 24 h; botocore
+refreshes credentials in the background from 15 minutes before expiry (advisory) and
+blocks callers to refresh from 10 minutes before (mandatory).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import ipywidgets as widgets
+from matplotlib.figure import Figure
+
+from ..constants import KUBELET_REFRESH_FRACTION, KUBELET_REFRESH_MAX_AGE_S
+from .text import escape, human_duration, utc_text
+
+__all__ = [
+    "ADVISORY_REFRESH_S",
+    "MANDATORY_REFRESH_S",
+    "TimelineWidget",
+    "credential_state",
+    "figure_png",
+    "kubelet_renewal_time",
+    "lifetime_figure",
+    "timeline_facts",
+    "token_state",
+]
+
+# botocore.credentials: _DEFAULT_ADVISORY_REFRESH_TIMEOUT / _DEFAULT_MANDATORY_REFRESH_TIMEOUT.
+ADVISORY_REFRESH_S = 15 * 60
+MANDATORY_REFRESH_S = 10 * 60
+
+FIGSIZE = (9.0, 4.2)
+# Patterns and words carry the meaning; colours only help.
+_STYLE = {
+    "token": {"color": "#4c78a8", "hatch": ""},
+    "renewal": {"color": "#f58518", "hatch": "//"},
+    "fresh": {"color": "#54a24b", "hatch": ""},
+    "advisory": {"color": "#eeca3b", "hatch": ".."},
+    "mandatory": {"color": "#e45756", "hatch": "xx"},
+}
+
+
+def kubelet_renewal_time(iat: float, exp: float) -> float:
+    """When the kubelet rewrites the token: older than 80 % of its TTL or than 24 h."""
+    ttl = exp - iat
+    return iat + min(KUBELET_REFRESH_FRACTION * ttl, KUBELET_REFRESH_MAX_AGE_S)
+
+
+def token_state(now: float, iat: float, exp: float, renew_at: float) -> str:
+    """``not yet issued``, ``valid``, ``due for renewal`` or ``expired``."""
+    if now < iat:
+        return "not yet issued"
+    if now >= exp:
+        return "expired"
+    if now >= renew_at:
+        return "due for renewal"
+    return "valid"
+
+
+def credential_state(
+    now: float,
+    issued: float,
+    expires: float,
+    *,
+    advisory_s: float = ADVISORY_REFRESH_S,
+    mandatory_s: float = MANDATORY_REFRESH_S,
+) -> str:
+    """``not yet issued``, ``fresh``, ``advisory refresh``, ``mandatory refresh`` or ``expired``."""
+    if now < issued:
+        return "not yet issued"
+    if now >= expires:
+        return "expired"
+    if now >= expires - mandatory_s:
+        return "mandatory refresh"
+    if now >= expires - advisory_s:
+        return "advisory refresh"
+    return "fresh"
+
+
+_TOKEN_WORDS = {
+    "not yet issued": "the kubelet has not written it yet",
+    "valid": "STS accepts it",
+    "due for renewal": "the kubelet asks the API server for a new one and rewrites the file",
+    "expired": "STS answers ExpiredTokenException (after about 5 min of tolerance)",
+}
+_CRED_WORDS = {
+    "not yet issued": "the SDK has not called STS yet",
+    "fresh": "the SDK uses them as they are",
+    "advisory refresh": "the SDK tries to refresh in the background; a failure is only logged",
+    "mandatory refresh": "the SDK blocks the next call until it has refreshed them",
+    "expired": "AWS refuses them (ExpiredToken); the SDK must have refreshed long before",
+}
+
+
+def timeline_facts(
+    token_iat: float,
+    token_exp: float,
+    *,
+    renew_at: float | None = None,
+    sts_issued: float,
+    sts_expires: float,
+    advisory_s: float = ADVISORY_REFRESH_S,
+    mandatory_s: float = MANDATORY_REFRESH_S,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The numbers the figure draws, as seconds (relative ones counted from ``iat``).
+
+    With ``now``, also which state the token and the credentials are in then.
+    """
+    renew = kubelet_renewal_time(token_iat, token_exp) if renew_at is None else renew_at
+    facts: dict[str, Any] = {
+        "token_ttl_s": int(token_exp - token_iat),
+        "renew_after_s": int(renew - token_iat),
+        "renew_at": renew,
+        "token_exp": token_exp,
+        "sts_duration_s": int(sts_expires - sts_issued),
+        "sts_issued_after_s": int(sts_issued - token_iat),
+        "advisory_refresh_at": sts_expires - advisory_s,
+        "mandatory_refresh_at": sts_expires - mandatory_s,
+        "advisory_after_issue_s": int(sts_expires - advisory_s - sts_issued),
+        "mandatory_after_issue_s": int(sts_expires - mandatory_s - sts_issued),
+        "sts_expires": sts_expires,
+    }
+    if now is not None:
+        facts["now_after_iat_s"] = int(now - token_iat)
+        facts["token_state"] = token_state(now, token_iat, token_exp, renew)
+        facts["credential_state"] = credential_state(
+            now, sts_issued, sts_expires, advisory_s=advisory_s, mandatory_s=mandatory_s
+        )
+    return facts
+
+
+def _bar(ax: Any, start: float, end: float, y: float, kind: str, label: str, scale: float) -> None:
+    style = _STYLE[kind]
+    ax.broken_barh(
+        [(start / scale, (end - start) / scale)],
+        (y - 0.3, 0.6),
+        facecolors=style["color"],
+        edgecolor="black",
+        hatch=style["hatch"],
+        alpha=0.85,
+        label=label,
+        gid=f"bar-{kind}",
+    )
+
+
+def lifetime_figure(
+    token_iat: float,
+    token_exp: float,
+    *,
+    renew_at: float | None = None,
+    sts_issued: float,
+    sts_expires: float,
+    advisory_s: float = ADVISORY_REFRESH_S,
+    mandatory_s: float = MANDATORY_REFRESH_S,
+    now: float | None = None,
+    title: str = "Token and credential lifetimes",
+) -> Figure:
+    """A two-panel figure: the token's day on top, one STS session below.
+
+    Returned, not shown (no pyplot state). Every bar and line carries a text label.
+    """
+    f = timeline_facts(
+        token_iat,
+        token_exp,
+        renew_at=renew_at,
+        sts_issued=sts_issued,
+        sts_expires=sts_expires,
+        advisory_s=advisory_s,
+        mandatory_s=mandatory_s,
+        now=now,
+    )
+    fig = Figure(figsize=FIGSIZE, dpi=100, layout="constrained")
+    top, bottom = fig.subplots(2, 1, height_ratios=[1.3, 1])
+    fig.suptitle(title)
+
+    # Top: the token, in hours since iat.
+    h = 3600.0
+    ttl = token_exp - token_iat
+    renew = f["renew_at"] - token_iat
+    _bar(top, 0, renew, 1, "token", "projected token: valid", h)
+    _bar(top, renew, ttl, 1, "renewal", "projected token: due for renewal", h)
+    s0, s1 = sts_issued - token_iat, sts_expires - token_iat
+    _bar(top, s0, s1, 0, "fresh", "STS session", h)
+    top.axvline(renew / h, color="black", linestyle="--", linewidth=1, gid="renewal-line")
+    pct = round(100 * renew / ttl) if ttl else 0
+    top.text(
+        renew / h,
+        1.45,
+        f"kubelet renews ({pct} % of TTL, {human_duration(renew)})",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        gid="renewal-label",
+    )
+    top.text(
+        ttl / h,
+        1.0,
+        f" exp ({human_duration(ttl)})",
+        ha="left",
+        va="center",
+        fontsize=8,
+        gid="token-exp-label",
+    )
+    top.set_yticks([0, 1], ["STS session", "projected token"])
+    top.set_ylim(-0.6, 2.5)
+    top.set_xlim(0, max(ttl, s1) / h * 1.12)
+    top.set_xlabel("hours since the token was issued (iat)")
+
+    # Bottom: one STS session, in minutes since issue.
+    m = 60.0
+    dur = sts_expires - sts_issued
+    adv, man = dur - advisory_s, dur - mandatory_s
+    _bar(bottom, 0, adv, 0, "fresh", "credentials: fresh", m)
+    _bar(bottom, adv, man, 0, "advisory", "SDK advisory refresh window (15 min)", m)
+    _bar(bottom, man, dur, 0, "mandatory", "SDK mandatory refresh window (10 min)", m)
+    bottom.text(
+        adv / m,
+        0.45,
+        f"advisory\n{human_duration(advisory_s)} before",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        gid="advisory-label",
+    )
+    bottom.text(
+        man / m,
+        -0.45,
+        f"mandatory\n{human_duration(mandatory_s)} before",
+        ha="center",
+        va="top",
+        fontsize=8,
+        gid="mandatory-label",
+    )
+    bottom.text(
+        dur / m,
+        0.0,
+        f" Expiration ({human_duration(dur)})",
+        ha="left",
+        va="center",
+        fontsize=8,
+        gid="sts-exp-label",
+    )
+    bottom.set_yticks([0], ["STS credentials"])
+    bottom.set_ylim(-1.4, 2.2)
+    bottom.set_xlim(0, dur / m * 1.25)
+    bottom.set_xlabel("minutes since STS issued the credentials")
+
+    if now is not None:
+        top.axvline((now - token_iat) / h, color="purple", linewidth=2, gid="now-line")
+        top.text(
+            (now - token_iat) / h,
+            -0.55,
+            " now",
+            color="purple",
+            fontsize=9,
+            va="bottom",
+            gid="now-label",
+        )
+        rel = now - sts_issued
+        if 0 <= rel <= dur * 1.25:
+            bottom.axvline(rel / m, color="purple", linewidth=2, gid="now-line-session")
+            bottom.text(rel / m, -1.35, " now", color="purple", fontsize=9, va="bottom")
+    top.legend(loc="upper left", fontsize=7, frameon=False)
+    bottom.legend(loc="upper left", fontsize=7, frameon=False, ncols=3)
+    return fig
+
+
+def alt_text(facts: dict[str, Any]) -> str:
+    """A text alternative for the figure, from :func:`timeline_facts`."""
+    lines = [
+        f"The projected token lives {human_duration(facts['token_ttl_s'])}; the kubelet "
+        f"renews it {human_duration(facts['renew_after_s'])} after it was issued.",
+        f"The STS credentials live {human_duration(facts['sts_duration_s'])}; the SDK starts "
+        f"refreshing them {human_duration(facts['advisory_after_issue_s'])} after issue "
+        f"(advisory) and must refresh {human_duration(facts['mandatory_after_issue_s'])} after "
+        "issue (mandatory).",
+    ]
+    if "token_state" in facts:
+        lines.append(
+            f"At {human_duration(facts['now_after_iat_s'])} after iat the token is "
+            f"{facts['token_state']} and the credentials are {facts['credential_state']}."
+        )
+    return " ".join(lines)
+
+
+def figure_png(fig: Figure, dpi: int = 80) -> bytes:
+    """PNG bytes of a figure, without the version metadata (stable across runs)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+class TimelineWidget(widgets.VBox):
+    """The lifetime figure with a "now" slider (seconds since ``iat``) and a caption.
+
+    Moving the slider redraws the figure into an ``Image`` and rewrites the caption;
+    :meth:`state` gives the same facts for a plain notebook cell.
+    """
+
+    def __init__(
+        self,
+        token_iat: float,
+        token_exp: float,
+        *,
+        sts_issued: float,
+        sts_expires: float,
+        renew_at: float | None = None,
+        advisory_s: float = ADVISORY_REFRESH_S,
+        mandatory_s: float = MANDATORY_REFRESH_S,
+        now_after_iat_s: int = 0,
+        step_s: int = 60,
+        render: bool = True,
+    ) -> None:
+        self.params: dict[str, Any] = {
+            "renew_at": renew_at,
+            "sts_issued": sts_issued,
+            "sts_expires": sts_expires,
+            "advisory_s": advisory_s,
+            "mandatory_s": mandatory_s,
+        }
+        self.token_iat, self.token_exp = token_iat, token_exp
+        self.render_images = render
+        end = int(max(token_exp, sts_expires) - token_iat)
+        self.slider = widgets.IntSlider(
+            value=now_after_iat_s,
+            min=0,
+            max=end,
+            step=step_s,
+            description="now (s after iat)",
+            continuous_update=False,
+            layout=widgets.Layout(width="100%"),
+            style={"description_width": "initial"},
+        )
+        self.image = widgets.Image(format="png")
+        self.caption = widgets.HTML()
+        self.slider.observe(lambda _c: self._render(), names="value")
+        super().__init__(children=[self.slider, self.image, self.caption])
+        self._render()
+
+    @property
+    def now(self) -> float:
+        return self.token_iat + int(self.slider.value)
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.slider.value = int(value - self.token_iat)
+
+    def facts(self) -> dict[str, Any]:
+        return timeline_facts(self.token_iat, self.token_exp, now=self.now, **self.params)
+
+    def state(self) -> dict[str, Any]:
+        f = self.facts()
+        return {
+            "now_after_iat_s": f["now_after_iat_s"],
+            "token_state": f["token_state"],
+            "credential_state": f["credential_state"],
+        }
+
+    def _render(self) -> None:
+        f = self.facts()
+        if self.render_images:
+            fig = lifetime_figure(self.token_iat, self.token_exp, now=self.now, **self.params)
+            self.image.value = figure_png(fig)
+        ts, cs = f["token_state"], f["credential_state"]
+        self.caption.value = (
+            f"<p><b>At {escape(utc_text(self.now))}</b> "
+            f"({escape(human_duration(f['now_after_iat_s']))} after iat):</p><ul>"
+            f"<li>projected token: <b>{escape(ts)}</b>: {escape(_TOKEN_WORDS[ts])}</li>"
+            f"<li>STS credentials: <b>{escape(cs)}</b>: {escape(_CRED_WORDS[cs])}</li></ul>"
+            f"<p><i>{escape(alt_text(f))}</i></p>"
+        )

@@ -1,0 +1,149 @@
+"""The pod diff: what the webhook added shows as added lines, with readers named."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from irsa_lab.constants import ROLE_ARN, TOKEN_FILE, TOKEN_MOUNT_PATH
+from irsa_lab.ui.diff import patch_table, pod_yaml, side_by_side, summarize_mutation
+
+SUBMITTED: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "mypod", "namespace": "default"},
+    "spec": {
+        "serviceAccountName": "s3-readonly-sa",
+        "containers": [{"name": "mypod", "image": "amazon/aws-cli", "command": ["sleep", "3600"]}],
+    },
+}
+ENV = [
+    {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"},
+    {"name": "AWS_DEFAULT_REGION", "value": "eu-west-1"},
+    {"name": "AWS_REGION", "value": "eu-west-1"},
+    {"name": "AWS_ROLE_ARN", "value": ROLE_ARN},
+    {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": TOKEN_FILE},
+]
+TOKEN_VOLUME = {
+    "name": "aws-iam-token",
+    "projected": {
+        "sources": [
+            {
+                "serviceAccountToken": {
+                    "audience": "sts.amazonaws.com",
+                    "expirationSeconds": 86400,
+                    "path": "token",
+                }
+            }
+        ]
+    },
+}
+
+
+def stored() -> dict[str, Any]:
+    pod = copy.deepcopy(SUBMITTED)
+    pod["metadata"].update(
+        uid="7d1c",
+        resourceVersion="42",
+        creationTimestamp="2024-03-27T14:00:00Z",
+        managedFields=[{"manager": "kubectl"}],
+    )
+    c = pod["spec"]["containers"][0]
+    c["env"] = copy.deepcopy(ENV)
+    c["volumeMounts"] = [{"name": "aws-iam-token", "mountPath": TOKEN_MOUNT_PATH, "readOnly": True}]
+    pod["spec"]["volumes"] = [copy.deepcopy(TOKEN_VOLUME)]
+    pod["status"] = {"phase": "Pending"}
+    return pod
+
+
+def test_pod_yaml_drops_server_noise_and_keeps_a_kubectl_like_top_order() -> None:
+    text = pod_yaml(stored())
+    assert [line for line in text.splitlines() if not line.startswith(" ")] == [
+        "apiVersion: v1",
+        "kind: Pod",
+        "metadata:",
+        "spec:",
+    ]
+    for noise in (
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "managedFields",
+        "status",
+        "Pending",
+    ):
+        assert noise not in text
+
+
+def test_the_webhook_additions_are_marked_as_added_lines_only() -> None:
+    result = side_by_side(SUBMITTED, stored())
+    added = [right for marker, _left, right in result.rows if marker == "+"]
+    assert result.removed == 0
+    assert result.changed == 0
+    assert result.added == len(added) == 23
+    assert "    - name: AWS_ROLE_ARN" in added
+    assert "  - name: aws-iam-token" in added
+    assert f"      mountPath: {TOKEN_MOUNT_PATH}" in added
+    assert all(left is None for marker, left, _right in result.rows if marker == "+")
+    # unchanged lines stay unmarked on both sides
+    assert (" ", "kind: Pod", "kind: Pod") in result.rows
+
+
+def test_changed_lines_are_paired_and_counted() -> None:
+    after = copy.deepcopy(SUBMITTED)
+    after["spec"]["containers"][0]["image"] = "amazon/aws-cli:2.15"
+    result = side_by_side(SUBMITTED, after)
+    assert result.changed == 1
+    assert ("~", "    image: amazon/aws-cli", "    image: amazon/aws-cli:2.15") in result.rows
+    assert result.text.count("\n~ ") == 1
+
+
+def test_the_html_has_two_numbered_columns_and_textual_markers() -> None:
+    html = side_by_side(SUBMITTED, stored()).html
+    assert "as submitted" in html and "as stored" in html
+    assert 'title="added"' in html
+    assert "23 lines added, 0 removed, 0 changed" in html
+    assert "difflib_chg" not in html  # no HtmlDiff counter ids
+    assert html == side_by_side(SUBMITTED, stored()).html  # deterministic
+
+
+def test_summary_names_each_env_var_with_the_program_that_reads_it() -> None:
+    summary = summarize_mutation(SUBMITTED, stored())
+    lines = summary.splitlines()
+    assert lines[0] == "7 changes between the pod as submitted and as stored:"
+    assert f'+ container "mypod": env AWS_ROLE_ARN={ROLE_ARN}' in lines
+    i = lines.index('+ container "mypod": env AWS_DEFAULT_REGION=eu-west-1')
+    assert "boto3/botocore and the AWS CLI" in lines[i + 1]
+    i = lines.index('+ container "mypod": env AWS_STS_REGIONAL_ENDPOINTS=regional')
+    assert "STS endpoint" in lines[i + 1]
+    assert "web-identity credential provider" in summary
+    assert (
+        f'+ container "mypod": mount of volume "aws-iam-token" at {TOKEN_MOUNT_PATH} (read-only)'
+        in lines
+    )
+    assert any(
+        line.startswith('+ volume "aws-iam-token"')
+        and "pod identity webhook" in line
+        and "86400" in line
+        for line in lines
+    )
+
+
+def test_summary_of_an_unmutated_pod_says_nothing_changed() -> None:
+    assert summarize_mutation(SUBMITTED, SUBMITTED) == "No change: the pod was stored as submitted."
+
+
+def test_patch_table_decodes_pointers_and_shows_values() -> None:
+    patch = [
+        {"op": "add", "path": "/spec/volumes", "value": [TOKEN_VOLUME]},
+        {"op": "add", "path": "/spec/containers/0/env", "value": ENV},
+        {"op": "add", "path": "/metadata/annotations/eks.amazonaws.com~1skip", "value": "true"},
+    ]
+    table = patch_table(patch)
+    lines = table.splitlines()
+    assert lines[0].split() == ["#", "op", "path", "value"]
+    assert lines[2].split()[:3] == ["1", "add", "/spec/volumes"]
+    assert "/metadata/annotations/eks.amazonaws.com/skip" in table
+    assert "2. add /spec/containers/0/env:" in table
+    assert "    - name: AWS_ROLE_ARN" in lines
+    assert patch_table(patch, full=False).count("\n") == 4

@@ -1,0 +1,173 @@
+"""The trust-policy playground: each preset gets STS's code and names the failing check."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from irsa_lab.constants import ROLE_ARN
+from irsa_lab.ui.playground import (
+    PRESETS,
+    Playground,
+    Verdict,
+    claims_for,
+    judge,
+    presets,
+    trust_policy_text,
+)
+
+ISSUER = "https://oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
+HOST = ISSUER.removeprefix("https://")
+PROVIDERS = {HOST: ["sts.amazonaws.com"]}
+DENIED = "Not authorized to perform sts:AssumeRoleWithWebIdentity"
+
+# preset -> (code, message, key of the first failing row)
+EXPECTED = {
+    "correct": (None, "AssumeRoleWithWebIdentity succeeds", None),
+    "wrong namespace": ("AccessDenied", DENIED, f"{HOST}:sub"),
+    "ServiceAccount typo": ("AccessDenied", DENIED, f"{HOST}:sub"),
+    "wildcard under StringEquals": ("AccessDenied", DENIED, f"{HOST}:sub"),
+    "audience mismatch": ("InvalidIdentityToken", "Incorrect token audience", "aud"),
+    "missing OIDC provider": (
+        "InvalidIdentityToken",
+        f"No OpenIDConnect provider found in your account for {ISSUER}",
+        "iss",
+    ),
+    "https:// in the condition key": ("AccessDenied", DENIED, f"{ISSUER}:sub"),
+}
+
+
+def test_every_preset_has_an_expectation() -> None:
+    assert set(EXPECTED) == set(PRESETS) == set(presets(ISSUER))
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_each_preset_yields_the_sts_code_message_and_failing_row(name: str) -> None:
+    code, message, failing_key = EXPECTED[name]
+    pg = Playground(ISSUER, providers=PROVIDERS)
+    verdict = pg.apply_preset(name)
+    assert (pg.error_code, verdict.message) == (code, message)
+    assert verdict.allowed is (code is None)
+    assert (
+        verdict.http_status == {None: 200, "AccessDenied": 403, "InvalidIdentityToken": 400}[code]
+    )
+    assert presets(ISSUER)[name].expected_code == code
+    if failing_key is None:
+        assert pg.failed_conditions == []
+    else:
+        assert pg.failed_conditions[0].key == failing_key
+        assert pg.state()["failed_conditions"][0][0] == failing_key
+
+
+def test_the_failing_rows_carry_the_evaluators_reasons() -> None:
+    pg = Playground(ISSUER, providers=PROVIDERS)
+    pg.apply_preset("wrong namespace")
+    (row,) = pg.failed_conditions
+    assert row.actual == ["system:serviceaccount:dev:s3-readonly-sa"]
+    assert row.expected == ["system:serviceaccount:default:s3-readonly-sa"]
+    assert "namespace differs" in row.note
+    pg.apply_preset("wildcard under StringEquals")
+    assert "StringLike" in pg.failed_conditions[0].note
+    pg.apply_preset("https:// in the condition key")
+    assert all(r.actual is None for r in pg.failed_conditions)
+    assert "without 'https://'" in pg.failed_conditions[0].note
+
+
+def test_the_verdict_updates_live_when_the_policy_text_changes() -> None:
+    pg = Playground(ISSUER, providers=PROVIDERS)
+    assert pg.verdict.allowed
+    pg.policy_text = pg.policy_text.replace("StringEquals", "StringLike").replace(
+        "s3-readonly-sa", "*"
+    )
+    assert pg.verdict.allowed  # StringLike honours the wildcard
+    pg.policy_text = "{ not json"
+    assert pg.error_code == "MalformedPolicyDocument"
+    assert pg.verdict.step == "policy syntax"
+    assert "MalformedPolicyDocument" in pg.verdict_html.value
+
+
+def test_the_verdict_updates_live_when_a_claim_field_changes() -> None:
+    pg = Playground(ISSUER, providers=PROVIDERS)
+    pg.namespace_input.value = "dev"
+    assert pg.error_code == "AccessDenied"
+    assert "- FAILED" in pg.verdict_html.value and "+ ok" in pg.verdict_html.value
+    pg.namespace_input.value = "default"
+    assert pg.verdict.allowed
+    pg.audience_input.value = "sts.amazon.com"
+    assert pg.verdict.message == "Incorrect token audience"
+    pg.set_claims(audience="sts.amazonaws.com", issuer=ISSUER + "/")
+    assert pg.verdict.message == f"No OpenIDConnect provider found in your account for {ISSUER}/"
+    pg.issuer_input.value = ISSUER
+    pg.provider_box.value = False
+    assert pg.verdict.code == "InvalidIdentityToken"
+
+
+def test_editing_after_a_preset_marks_the_situation_custom() -> None:
+    pg = Playground(ISSUER, providers=PROVIDERS)
+    pg.preset_input.value = "ServiceAccount typo"
+    assert pg.error_code == "AccessDenied"
+    pg.service_account_input.value = "s3readonly-sa"  # make the token match the typo
+    assert pg.preset_input.value == "(custom)"
+    assert pg.verdict.allowed
+
+
+def test_judge_follows_the_sts_order_provider_before_audience_before_policy() -> None:
+    bad_everything = claims_for(ISSUER + "x", "dev", "other", "nope")
+    assert judge("{}", bad_everything, providers=PROVIDERS).code == "MalformedPolicyDocument"
+    good_policy = trust_policy_text(ISSUER)
+    assert judge(good_policy, bad_everything, providers=PROVIDERS).message.startswith(
+        "No OpenIDConnect provider"
+    )
+    wrong_aud = claims_for(ISSUER, "dev", "other", "nope")
+    assert judge(good_policy, wrong_aud, providers=PROVIDERS).message == "Incorrect token audience"
+    v = judge(
+        good_policy, claims_for(ISSUER, "dev", "other", "sts.amazonaws.com"), providers=PROVIDERS
+    )
+    assert v.code == "AccessDenied" and v.http_status == 403
+
+
+def test_a_wrong_provider_arn_in_the_principal_is_a_failed_row() -> None:
+    doc = json.loads(trust_policy_text(ISSUER))
+    doc["Statement"][0]["Principal"]["Federated"] = (
+        "arn:aws:iam::210987654321:oidc-provider/" + HOST
+    )
+    v = judge(
+        json.dumps(doc),
+        claims_for(ISSUER, "default", "s3-readonly-sa", "sts.amazonaws.com"),
+        providers=PROVIDERS,
+        role_arn=ROLE_ARN,
+    )
+    assert v.code == "AccessDenied"
+    assert [r.key for r in v.failed_conditions] == ["Principal"]
+
+
+def test_try_for_real_shows_both_verdicts() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def fake_real(claims: dict[str, Any]) -> Verdict:
+        seen.append(claims)
+        return Verdict(False, "AccessDenied", DENIED, 403, [], "from the stand-in", source="STS")
+
+    pg = Playground(ISSUER, providers=PROVIDERS, try_for_real=fake_real)
+    assert not pg.real_button.disabled
+    pg.real_button.click()
+    assert seen == [pg.claims]
+    assert pg.state()["real"] == {"allowed": False, "error_code": "AccessDenied"}
+    assert "answered differently" in pg.real_html.value
+    assert Playground(ISSUER).real_button.disabled
+
+
+def test_a_playground_on_the_seeded_account_allows_the_article_set_up() -> None:
+    from irsa_lab.aws.model import Account
+    from irsa_lab.aws.scenario import seed_default
+    from irsa_lab.constants import ROLE_NAME
+    from irsa_lab.ids import Ids
+
+    account = Account(ids=Ids(3))
+    seed_default(account, issuer=ISSUER)
+    pg = Playground.from_account(account, issuer=ISSUER, role_name=ROLE_NAME)
+    assert pg.verdict.allowed, pg.verdict.text()
+    pg.apply_preset("missing OIDC provider")
+    assert pg.error_code == "InvalidIdentityToken"
