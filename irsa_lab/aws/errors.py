@@ -20,8 +20,17 @@ wire, and boto3 maps it to its own exception classes.
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape as _xml_escape
+
+# Characters XML 1.0 cannot hold at all, even escaped: a request may echo them back.
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def escape(text: str) -> str:
+    """Escape for XML text, replacing characters XML cannot represent with U+FFFD."""
+    return _xml_escape(_NOT_XML.sub("\ufffd", text))
 
 
 class AwsError(Exception):
