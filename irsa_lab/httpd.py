@@ -35,6 +35,21 @@ class Served:
     runner: web.AppRunner
 
 
+async def _close(served: Served) -> None:
+    """Stop a server and drop its connections, keep-alive ones included.
+
+    A client may still hold an idle keep-alive connection; a TLS transport waits for
+    the peer's close_notify, which would leave it open after the loop ends. Those
+    are aborted once the runner has had its chance to close them cleanly.
+    """
+    server = served.runner.server
+    transports = [h.transport for h in (server.connections if server else []) if h.transport]
+    await served.runner.cleanup()
+    await asyncio.sleep(0)
+    for transport in transports:
+        transport.abort()  # a no-op for one already closed
+
+
 def free_port() -> int:
     """A port that was free on 127.0.0.1 a moment ago (for configs that need one up front)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -98,7 +113,7 @@ class ServerLoop:
 
         async def shutdown() -> None:
             for served in reversed(self._served):
-                await served.runner.cleanup()
+                await _close(served)
             self._served.clear()
             me = asyncio.current_task()
             rest = [t for t in asyncio.all_tasks() if t is not me]
@@ -143,9 +158,7 @@ class ServerLoop:
         sock = bind_socket(port)
 
         async def go() -> Served:
-            runner = web.AppRunner(
-                app, access_log=None, handle_signals=False, shutdown_timeout=0.5
-            )
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
             await runner.setup()
             site = web.SockSite(runner, sock, ssl_context=tls)
             await site.start()
@@ -167,7 +180,7 @@ class ServerLoop:
         async def go() -> None:
             for served in list(self._served):
                 if served.name == name:
-                    await served.runner.cleanup()
+                    await _close(served)
                     self._served.remove(served)
 
         self.call(go())
