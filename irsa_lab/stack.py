@@ -1,0 +1,445 @@
+"""The embedded stack: every stand-in of the IRSA chain, wired together on loopback.
+
+:class:`EmbeddedLab` starts the servers on one :class:`~irsa_lab.httpd.ServerLoop`,
+seeds the default scenario of DESIGN.md and writes ``kubeconfig`` and
+``endpoints.json`` into the state directory, where ``irsa-lab exec``, kubectl, boto3
+and the aws CLI find them. Pass ``seed`` (and optionally ``clock``) for a lab that
+shows the same uids, names, keys and claims on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import constants as C
+from .aws import iam as iam_mod
+from .aws import imds as imds_mod
+from .aws import s3 as s3_mod
+from .aws import sts as sts_mod
+from .aws.model import Account
+from .aws.oidc_client import OidcKeyFetcher
+from .aws.scenario import seed_default
+from .clock import LAB_EPOCH, Clock, ManualClock, SystemClock
+from .httpd import ServerLoop
+from .ids import Ids
+from .kube import oidc as oidc_mod
+from .kube.apiserver import ApiServer
+from .kube.kubeconfig import write_kubeconfig
+from .kube.kubelet import Kubelet
+from .kube.tokens import TokenIssuer, eks_issuer
+from .pki import LabCA, SigningKey, write_secret
+from .trace import Trace
+from .webhook import server as webhook_server
+from .webhook.cache import ApiServerWatcher
+from .webhook.config import pod_identity_webhook_configuration
+from .webhook.settings import WebhookSettings
+
+DEFAULT_SEED = 20240327
+
+
+def default_state_dir() -> Path:
+    """``$IRSA_LAB_STATE_DIR``, else ``~/.irsa-lab`` (DESIGN.md, CLI contract)."""
+    env = os.environ.get("IRSA_LAB_STATE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".irsa-lab"
+
+
+@dataclass
+class Endpoints:
+    """What ``endpoints.json`` holds: the contract other tools rely on."""
+
+    apiserver: str
+    webhook: str
+    sts: str
+    iam: str
+    s3: str
+    imds: str
+    issuer: str
+    oidc: str
+    ca_bundle: str
+    kubeconfig: str
+    account_id: str
+    region: str
+    admin_access_key_id: str
+    admin_secret_access_key: str
+    imds_pod: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        d.update(self.extra)
+        return d
+
+    @classmethod
+    def load(cls, path: Path) -> Endpoints:
+        data = json.loads(path.read_text())
+        known = {k: data.pop(k) for k in list(data) if k in cls.__dataclass_fields__}
+        return cls(**known, extra=data)
+
+    def aws_env(self, *, position: str = "node") -> dict[str, str]:
+        """The settings that point botocore and the aws CLI at the stand-ins."""
+        return {
+            "AWS_ENDPOINT_URL_STS": self.sts,
+            "AWS_ENDPOINT_URL_IAM": self.iam,
+            "AWS_ENDPOINT_URL_S3": self.s3,
+            "AWS_CA_BUNDLE": self.ca_bundle,
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": (self.imds_pod or self.imds)
+            if position == "pod"
+            else self.imds,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+
+class AwsSide:
+    """The AWS stand-ins of one account (STS, IAM, S3, IMDS), trusting one issuer.
+
+    ``resolve`` maps an issuer's origin or URL prefix to where its discovery document
+    really is (the local OIDC host, or a kind API server); ``discovery_ssl`` trusts
+    that server's certificate. The default scenario is seeded into the account.
+    """
+
+    def __init__(
+        self,
+        loop: ServerLoop,
+        *,
+        tls: ssl.SSLContext,
+        issuer: str,
+        resolve: dict[str, str],
+        discovery_ssl: ssl.SSLContext,
+        clock: Clock,
+        wall_clock: Clock,
+        ids: Ids,
+        trace: Trace,
+    ) -> None:
+        self.loop = loop
+        self._tls = tls
+        self.issuer = issuer
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.ids = ids
+        self.trace = trace
+        self.account = Account(C.ACCOUNT_ID, clock=clock, ids=ids)
+        self.fetcher = OidcKeyFetcher(resolve, discovery_ssl, clock, trace)
+        self.imds_settings = imds_mod.ImdsSettings()
+        self.urls: dict[str, str] = {}
+
+    def start(self) -> AwsSide:
+        self.scenario = seed_default(self.account, issuer=self.issuer)
+        serve = self.loop.serve
+        acct, trace, wall = self.account, self.trace, self.wall_clock
+        sts_app = sts_mod.make_app(
+            acct,
+            fetcher=self.fetcher,
+            clock=self.clock,
+            wall_clock=wall,
+            trace=trace,
+            region=C.REGION,
+        )
+        self.urls["sts"] = serve("sts", sts_app, tls=self._tls).url
+        self.urls["iam"] = serve(
+            "iam", iam_mod.make_app(acct, trace=trace, wall_clock=wall), tls=self._tls
+        ).url
+        self.urls["s3"] = serve(
+            "s3", s3_mod.make_app(acct, trace=trace, wall_clock=wall), tls=self._tls
+        ).url
+        # IMDS is plain HTTP, as on EC2. It is served twice: as the node reaches it,
+        # and as a container behind the pod network's bridge does (one more hop).
+        for name, position in (("imds", "node"), ("imds-pod", "pod")):
+            app = imds_mod.make_app(
+                acct,
+                node_role=C.NODE_ROLE_NAME,
+                position=position,
+                settings=self.imds_settings,
+                clock=self.clock,
+                wall_clock=wall,
+                ids=self.ids,
+                trace=trace,
+            )
+            self.urls[name] = serve(name, app).url
+        return self
+
+
+@dataclass
+class AwsHandle:
+    """The AWS side started on its own for a kind cluster (:func:`start_aws_for_issuer`)."""
+
+    side: AwsSide
+    loop: ServerLoop
+    endpoints: dict[str, Any]
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+
+def start_aws_for_issuer(
+    *,
+    state_dir: Path,
+    issuer: str,
+    discovery_url: str,
+    ca_pem_for_discovery: bytes,
+    seed: int | None = None,
+) -> AwsHandle:
+    """Start STS, IAM, S3 and IMDS trusting a real cluster's issuer (the kind backend).
+
+    ``discovery_url`` is where ``<issuer>/.well-known/openid-configuration`` really is
+    (the kind API server); ``ca_pem_for_discovery`` is that server's CA.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    loop = ServerLoop("irsa-lab-aws").start()
+    try:
+        ca = LabCA.create()
+        ca_path = state_dir / "ca.crt"
+        ca_path.write_bytes(ca.cert_pem)
+        base = discovery_url.removesuffix("/.well-known/openid-configuration")
+        discovery_ssl = ssl.create_default_context(cadata=ca_pem_for_discovery.decode())
+        clock = SystemClock()
+        side = AwsSide(
+            loop,
+            tls=ca.issue().server_context(),
+            issuer=issuer,
+            resolve={issuer: base},
+            discovery_ssl=discovery_ssl,
+            clock=clock,
+            wall_clock=clock,
+            ids=Ids(seed),
+            trace=Trace(clock),
+        ).start()
+    except BaseException:
+        loop.stop()
+        raise
+    endpoints = {
+        **{k.replace("-", "_"): v for k, v in side.urls.items()},
+        "issuer": issuer,
+        "oidc": base,
+        "ca_bundle": str(ca_path),
+        "account_id": C.ACCOUNT_ID,
+        "region": C.REGION,
+        "admin_access_key_id": side.scenario.admin.access_key_id,
+        "admin_secret_access_key": side.scenario.admin.secret_access_key,
+    }
+    return AwsHandle(side, loop, endpoints)
+
+
+class EmbeddedLab:
+    """Every stand-in of the chain, running in this process on loopback.
+
+    ``seed`` fixes ids, issuer, keys and secrets; ``clock`` is the lab's clock (token
+    ``iat``/``exp``, kubelet renewals, STS token checks). Credentials handed to real
+    clients always expire on the wall clock, which botocore checks.
+    """
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path | None = None,
+        seed: int | None = None,
+        clock: Clock | None = None,
+        renew_interval: float = 1.0,
+    ) -> None:
+        self.state_dir = (state_dir or default_state_dir()).resolve()
+        self.seed = seed
+        self.clock: Clock = clock or SystemClock()
+        self.wall_clock: Clock = SystemClock()
+        self.ids = Ids(seed)
+        self.trace = Trace(self.clock)
+        self.renew_interval = renew_interval
+        self.loop = ServerLoop("irsa-lab")
+        self._started = False
+        self._lock = threading.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> EmbeddedLab:
+        with self._lock:
+            if self._started:
+                return self
+            try:
+                self._start()
+            except BaseException:
+                self.loop.stop()
+                raise
+            self._started = True
+        return self
+
+    def _start(self) -> None:
+        state = self.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        self.loop.start()
+        self.ca = LabCA.create()
+        ca_path = state / "ca.crt"
+        ca_path.write_bytes(self.ca.cert_pem)
+        tls = self.ca.issue()
+        ctx = tls.server_context()
+
+        # Kubernetes identity: the signing key and the EKS-shaped issuer.
+        self.signing_key = self._signing_key()
+        self.issuer_url = eks_issuer(self.ids, C.REGION)
+        self.issuer = TokenIssuer(self.issuer_url, self.signing_key, clock=self.clock, ids=self.ids)
+        oidc = self.loop.serve("oidc", oidc_mod.make_app(self.issuer, trace=self.trace), tls=ctx)
+        issuer_id = self.issuer_url.rsplit("/", 1)[-1]
+        self.oidc_url = f"{oidc.url}/id/{issuer_id}"
+
+        # AWS side, trusting this cluster's issuer through the local OIDC host.
+        issuer_origin = self.issuer_url.split("/id/")[0]
+        self.aws = AwsSide(
+            self.loop,
+            tls=ctx,
+            issuer=self.issuer_url,
+            resolve={issuer_origin: oidc.url},
+            discovery_ssl=self.ca.client_context(),
+            clock=self.clock,
+            wall_clock=self.wall_clock,
+            ids=self.ids,
+            trace=self.trace,
+        ).start()
+        self.account = self.aws.account
+        self.scenario = self.aws.scenario
+        self.imds_settings = self.aws.imds_settings
+
+        # Kubernetes side.
+        self.api_token = self.ids.secret_token(48)
+        self.webhook_url = ""
+        self.apiserver = ApiServer(
+            issuer=self.issuer,
+            clock=self.clock,
+            ids=self.ids,
+            trace=self.trace,
+            ca=self.ca,
+            service_resolver=self._resolve_service,
+            token=self.api_token,
+        )
+        api = self.loop.serve("apiserver", self.apiserver.make_app(), tls=ctx)
+        kubeconfig = state / "kubeconfig"
+        write_kubeconfig(kubeconfig, server=api.url, ca_pem=self.ca.cert_pem, token=self.api_token)
+
+        self.sa_cache = ApiServerWatcher(
+            api.url, token=self.api_token, ssl_context=self.ca.client_context()
+        )
+        self.webhook_settings = WebhookSettings(
+            aws_default_region=C.REGION, sts_regional_endpoint=True
+        )
+        hook = self.loop.serve(
+            "webhook",
+            webhook_server.make_app(
+                cache=self.sa_cache,
+                settings=self.webhook_settings,
+                trace=self.trace,
+                clock=self.clock,
+            ),
+            tls=ctx,
+        )
+        self.webhook_url = hook.url
+
+        self.kubelet = Kubelet(
+            root=state / "kubelet",
+            request_token=self.apiserver.token_request,
+            ca_pem=self.ca.cert_pem,
+            clock=self.clock,
+            ids=self.ids,
+            trace=self.trace,
+            set_status=self.apiserver.set_pod_status,
+        )
+        self.apiserver.on_pod_created.append(self.kubelet.sync_pod)
+        self.apiserver.on_pod_deleted.append(self.kubelet.forget_pod)
+
+        self._seed_kubernetes()
+        self.loop.call(self.sa_cache.start())
+        self._renewals = self.loop.submit(self.kubelet.run(self.renew_interval))
+
+        self.endpoints = Endpoints(
+            apiserver=api.url,
+            webhook=hook.url,
+            sts=self.aws.urls["sts"],
+            iam=self.aws.urls["iam"],
+            s3=self.aws.urls["s3"],
+            imds=self.aws.urls["imds"],
+            imds_pod=self.aws.urls["imds-pod"],
+            issuer=self.issuer_url,
+            oidc=self.oidc_url,
+            ca_bundle=str(ca_path),
+            kubeconfig=str(kubeconfig),
+            account_id=C.ACCOUNT_ID,
+            region=C.REGION,
+            admin_access_key_id=self.scenario.admin.access_key_id,
+            admin_secret_access_key=self.scenario.admin.secret_access_key,
+            extra={"backend": "embedded", "kubelet_root": str(state / "kubelet")},
+        )
+        tmp = state / "endpoints.json.tmp"
+        write_secret(tmp, (json.dumps(self.endpoints.as_dict(), indent=2) + "\n").encode())
+        tmp.replace(state / "endpoints.json")
+
+    def _signing_key(self) -> SigningKey:
+        if self.seed is not None:
+            return SigningKey.demo()
+        path = self.state_dir / "sa-signer.key"
+        if path.exists():
+            return SigningKey.from_pem(path.read_bytes())
+        key = SigningKey.generate()
+        write_secret(path, key.pem)
+        return key
+
+    def _resolve_service(self, service: dict[str, Any]) -> str:
+        """Where a webhook's ``clientConfig.service`` lives: the in-cluster DNS name of
+        the webhook Service stands for its local HTTPS server."""
+        if service.get("name") == C.WEBHOOK_CONFIG_NAME and self.webhook_url:
+            return self.webhook_url + (service.get("path") or "")
+        raise LookupError(f'service "{service.get("namespace")}/{service.get("name")}" not found')
+
+    def _seed_kubernetes(self) -> None:
+        api = self.apiserver
+        api.seed_namespace(C.NAMESPACE)
+        api.seed_namespace("kube-system")
+        api.seed_service_account(
+            C.NAMESPACE, C.SERVICE_ACCOUNT, annotations={C.ROLE_ARN_ANNOTATION: C.ROLE_ARN}
+        )
+        api.seed_mutating_webhook_configuration(
+            pod_identity_webhook_configuration(ca_bundle_pem=self.ca.cert_pem)
+        )
+
+    def stop(self) -> None:
+        """Stop every server and background task; leaves the state directory in place."""
+        with self._lock:
+            if not self._started:
+                return
+            self._started = False
+            try:
+                self.loop.call(self.sa_cache.stop())
+            finally:
+                self.loop.stop()
+            (self.state_dir / "endpoints.json").unlink(missing_ok=True)
+
+    def __enter__(self) -> EmbeddedLab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- for people ------------------------------------------------------------------------
+    def summary(self) -> str:
+        ep = self.endpoints
+        return "\n".join(
+            [
+                f"irsa-lab: embedded stack ready in {self.state_dir}",
+                f"  Kubernetes API  {ep.apiserver}   (kubeconfig: {ep.kubeconfig})",
+                f"  pod identity webhook  {ep.webhook}",
+                f"  OIDC issuer     {ep.issuer}  -> served at {ep.oidc}",
+                f"  STS {ep.sts}   IAM {ep.iam}   S3 {ep.s3}",
+                f"  IMDS {ep.imds} (node)  {ep.imds_pod} (seen from a pod)",
+                f"  `irsa-lab env{'' if self.state_dir == default_state_dir().resolve() else ' --state-dir ' + str(self.state_dir)}` prints the settings for kubectl, boto3 and the aws CLI",
+            ]
+        )
+
+
+def lab_clock(deterministic: bool) -> Clock:
+    """The clock a deterministic lab starts with: stopped at :data:`LAB_EPOCH`."""
+    return ManualClock(LAB_EPOCH) if deterministic else SystemClock()
+
+
+def remove_state(state_dir: Path) -> None:
+    """Delete a state directory (tests and ``reset``)."""
+    shutil.rmtree(state_dir, ignore_errors=True)
