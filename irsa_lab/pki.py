@@ -153,9 +153,7 @@ class LabCA:
             .not_valid_after(now + dt.timedelta(days=365))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                 critical=False,
@@ -212,5 +210,11 @@ class SigningKey:
             raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
             return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-        return {"use": "sig", "kty": "RSA", "kid": self.kid, "alg": "RS256",
-                "n": b64(numbers.n), "e": b64(numbers.e)}
+        return {
+            "use": "sig",
+            "kty": "RSA",
+            "kid": self.kid,
+            "alg": "RS256",
+            "n": b64(numbers.n),
+            "e": b64(numbers.e),
+        }

@@ -323,17 +323,8 @@ class EmbeddedLab:
         self.webhook_settings = WebhookSettings(
             aws_default_region=C.REGION, sts_regional_endpoint=True
         )
-        hook = self.loop.serve(
-            "webhook",
-            webhook_server.make_app(
-                cache=self.sa_cache,
-                settings=self.webhook_settings,
-                trace=self.trace,
-                clock=self.clock,
-            ),
-            tls=ctx,
-        )
-        self.webhook_url = hook.url
+        self._tls = ctx
+        self.start_webhook()
 
         self.kubelet = Kubelet(
             root=state / "kubelet",
@@ -353,7 +344,7 @@ class EmbeddedLab:
 
         self.endpoints = Endpoints(
             apiserver=api.url,
-            webhook=hook.url,
+            webhook=self.webhook_url,
             sts=self.aws.urls["sts"],
             iam=self.aws.urls["iam"],
             s3=self.aws.urls["s3"],
@@ -372,6 +363,28 @@ class EmbeddedLab:
         tmp = state / "endpoints.json.tmp"
         write_secret(tmp, (json.dumps(self.endpoints.as_dict(), indent=2) + "\n").encode())
         tmp.replace(state / "endpoints.json")
+
+    # -- breaking the chain on purpose ---------------------------------------------------
+    @property
+    def webhook_running(self) -> bool:
+        return "webhook" in self.loop.served()
+
+    def stop_webhook(self) -> None:
+        """Take the pod identity webhook down (its failurePolicy then decides)."""
+        if self.webhook_running:
+            self.loop.unserve("webhook")
+
+    def start_webhook(self) -> str:
+        """Bring the webhook (back) up; returns its URL."""
+        if not self.webhook_running:
+            app = webhook_server.make_app(
+                cache=self.sa_cache,
+                settings=self.webhook_settings,
+                trace=self.trace,
+                clock=self.clock,
+            )
+            self.webhook_url = self.loop.serve("webhook", app, tls=self._tls).url
+        return self.webhook_url
 
     def _signing_key(self) -> SigningKey:
         if self.seed is not None:

@@ -59,8 +59,16 @@ class Trace:
     ) -> TraceEvent:
         with self._lock:
             self._seq += 1
-            ev = TraceEvent(self._seq, self._clock.now(), source, target, call, outcome,
-                            round(duration_ms, 3), dict(detail))
+            ev = TraceEvent(
+                self._seq,
+                self._clock.now(),
+                source,
+                target,
+                call,
+                outcome,
+                round(duration_ms, 3),
+                dict(detail),
+            )
             self._events.append(ev)
             if len(self._events) > self._limit:
                 del self._events[: len(self._events) - self._limit]

@@ -11,7 +11,9 @@ _LEAKY = [k for k in os.environ if k.startswith("AWS_")] + ["KUBECONFIG"]
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     for key in _LEAKY:
         monkeypatch.delenv(key, raising=False)
     home = tmp_path_factory.mktemp("home")

@@ -104,7 +104,7 @@ class Account:
         prefix = f"arn:aws:iam::{self.account_id}:role/"
         if not arn.startswith(prefix):
             return None
-        name = arn[len(prefix):].rsplit("/", 1)[-1]
+        name = arn[len(prefix) :].rsplit("/", 1)[-1]
         role = self.roles.get(name)
         return role if role is not None and role.arn == arn else None
 

@@ -1,0 +1,305 @@
+"""One call gives a notebook or a lab a running lab: :func:`lab`.
+
+The returned :class:`Lab` holds the real clients (the official ``kubernetes`` client,
+boto3, the aws CLI through :meth:`Lab.exec`) and, on the embedded backend, views of
+the stand-ins' insides (the trace, the admission log, the IAM account). Which
+backend is used follows ``IRSA_LAB_BACKEND``:
+
+- ``embedded`` (default): a stack started in this process, deterministic by default
+  (fixed seed, the lab clock stopped at 2024-03-27 14:00:00 UTC);
+- ``running``: connect to ``irsa-lab up`` in the state directory;
+- ``kind``: connect to ``irsa-lab kind up`` in the state directory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import constants as C
+from .kube.kubelet import volume_dir
+
+if TYPE_CHECKING:
+    from .stack import EmbeddedLab
+
+BACKENDS = ("embedded", "running", "kind")
+
+
+class LabError(RuntimeError):
+    """Raised when a lab cannot be started or reached; the message says what to do."""
+
+
+class Lab:
+    """Clients and views of a running lab, the same whatever the backend."""
+
+    def __init__(
+        self,
+        endpoints: Mapping[str, Any],
+        state_dir: Path,
+        *,
+        backend: str,
+        embedded: EmbeddedLab | None = None,
+    ) -> None:
+        self.endpoints = dict(endpoints)
+        self.state_dir = state_dir
+        self.backend = backend
+        self.embedded = embedded
+        self._api: Any = None
+
+    # -- Kubernetes ---------------------------------------------------------------------
+    @property
+    def api_client(self) -> Any:
+        """A ``kubernetes.client.ApiClient`` configured from the lab's kubeconfig."""
+        if self._api is None:
+            from kubernetes import config
+
+            self._api = config.new_client_from_config(config_file=self.endpoints["kubeconfig"])
+        return self._api
+
+    @property
+    def core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api_client)
+
+    @property
+    def admissionregistration(self) -> Any:
+        from kubernetes import client
+
+        return client.AdmissionregistrationV1Api(self.api_client)
+
+    def _raw(self, obj: Any) -> dict[str, Any]:
+        return dict(json.loads(obj.data))
+
+    def get_pod(self, name: str, namespace: str = C.NAMESPACE) -> dict[str, Any]:
+        """The stored pod as the API server returns it (a plain dict)."""
+        return self._raw(self.core.read_namespaced_pod(name, namespace, _preload_content=False))
+
+    def get_service_account(self, name: str, namespace: str = C.NAMESPACE) -> dict[str, Any]:
+        return self._raw(
+            self.core.read_namespaced_service_account(name, namespace, _preload_content=False)
+        )
+
+    def get_webhook_configuration(self, name: str = C.WEBHOOK_CONFIG_NAME) -> dict[str, Any]:
+        return self._raw(
+            self.admissionregistration.read_mutating_webhook_configuration(
+                name, _preload_content=False
+            )
+        )
+
+    def create_pod(
+        self, manifest: Mapping[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Create a pod (the API server runs admission) and return it as stored."""
+        ns = namespace or manifest.get("metadata", {}).get("namespace") or C.NAMESPACE
+        resp = self.core.create_namespaced_pod(ns, dict(manifest), _preload_content=False)
+        return self._raw(resp)
+
+    def delete_pod(
+        self, name: str, namespace: str = C.NAMESPACE, *, missing_ok: bool = True
+    ) -> None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+        except ApiException as err:
+            if not (missing_ok and err.status == 404):
+                raise
+
+    def recreate_pod(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Delete the pod if it exists, then create it again: how a pod picks up a new
+        ServiceAccount annotation (the webhook only acts at creation)."""
+        meta = manifest.get("metadata", {})
+        self.delete_pod(meta["name"], meta.get("namespace") or C.NAMESPACE)
+        return self.create_pod(manifest)
+
+    def annotate_service_account(
+        self, name: str, annotations: Mapping[str, str | None], namespace: str = C.NAMESPACE
+    ) -> dict[str, Any]:
+        """``kubectl annotate sa``: a value of None removes the annotation."""
+        body = {"metadata": {"annotations": dict(annotations)}}
+        return self._raw(
+            self.core.patch_namespaced_service_account(
+                name, namespace, body, _preload_content=False
+            )
+        )
+
+    # -- the token ------------------------------------------------------------------------
+    def volume_path(self, pod: Mapping[str, Any], volume: str = C.TOKEN_VOLUME_NAME) -> Path:
+        """The host folder the kubelet wrote a projected volume into."""
+        root = Path(self.endpoints.get("kubelet_root") or self.state_dir / "kubelet")
+        return volume_dir(root, pod["metadata"]["uid"], volume)
+
+    def token_path(self, pod_name: str = C.POD_NAME, namespace: str = C.NAMESPACE) -> Path:
+        return self.volume_path(self.get_pod(pod_name, namespace)) / C.TOKEN_FILE_NAME
+
+    def read_token(self, pod_name: str = C.POD_NAME, namespace: str = C.NAMESPACE) -> str:
+        """The projected token, as the SDK in the pod reads it."""
+        return self.token_path(pod_name, namespace).read_text()
+
+    def discovery(self) -> dict[str, Any]:
+        """The issuer's discovery document, fetched like STS does (over HTTPS)."""
+        return self._get_json(self.endpoints["oidc"] + "/.well-known/openid-configuration")
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWKS named by the discovery document's ``jwks_uri``."""
+        uri = str(self.discovery()["jwks_uri"])
+        issuer = self.endpoints["issuer"]
+        local = self.endpoints["oidc"] + uri[len(issuer) :] if uri.startswith(issuer) else uri
+        return self._get_json(local)
+
+    def _get_json(self, url: str) -> dict[str, Any]:
+        import ssl
+        import urllib.request
+
+        ctx = ssl.create_default_context(cafile=self.endpoints["ca_bundle"])
+        with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:  # noqa: S310 - https only
+            return dict(json.loads(resp.read()))
+
+    # -- AWS ----------------------------------------------------------------------------
+    def aws_env(self, *, admin: bool = True) -> dict[str, str]:
+        """The settings that point boto3 and the aws CLI at the stand-ins."""
+        ep = self.endpoints
+        env = {
+            "AWS_ENDPOINT_URL_STS": ep["sts"],
+            "AWS_ENDPOINT_URL_IAM": ep["iam"],
+            "AWS_ENDPOINT_URL_S3": ep["s3"],
+            "AWS_CA_BUNDLE": ep["ca_bundle"],
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": ep["imds"],
+            "AWS_DEFAULT_REGION": ep["region"],
+        }
+        if admin:
+            env["AWS_ACCESS_KEY_ID"] = ep["admin_access_key_id"]
+            env["AWS_SECRET_ACCESS_KEY"] = ep["admin_secret_access_key"]
+        return env
+
+    def aws_client(self, service: str, **credentials: str) -> Any:
+        """A boto3 client for ``service`` (``iam``, ``s3``, ``sts``), signed with the account
+        administrator's keys unless other credentials are given."""
+        import boto3
+
+        ep = self.endpoints
+        creds = credentials or {
+            "aws_access_key_id": ep["admin_access_key_id"],
+            "aws_secret_access_key": ep["admin_secret_access_key"],
+        }
+        return boto3.session.Session(region_name=ep["region"], **creds).client(
+            service, endpoint_url=ep[service], verify=ep["ca_bundle"]
+        )
+
+    def exec(
+        self,
+        pod: str,
+        argv: Sequence[str],
+        *,
+        namespace: str = C.NAMESPACE,
+        container: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` as the pod's container would (``irsa-lab exec``), output captured."""
+        from .pod import exec_in_pod
+
+        env = {"TZ": "UTC", **(extra_env or {})}
+        return exec_in_pod(
+            self.endpoints,
+            self.state_dir,
+            namespace=namespace,
+            pod=pod,
+            container=container,
+            argv=argv,
+            capture=True,
+            timeout=timeout,
+            extra_env=env,
+        )
+
+    # -- embedded only ----------------------------------------------------------------------
+    def require_embedded(self, what: str) -> EmbeddedLab:
+        if self.embedded is None:
+            raise LabError(
+                f"{what} needs the embedded backend (this lab uses {self.backend!r}); "
+                "set IRSA_LAB_BACKEND=embedded"
+            )
+        return self.embedded
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+_current: Lab | None = None
+_current_lock = threading.Lock()
+
+
+def lab(
+    backend: str | None = None,
+    *,
+    state_dir: Path | str | None = None,
+    deterministic: bool = True,
+) -> Lab:
+    """The lab for this process: started on first call, the same object afterwards."""
+    global _current
+    with _current_lock:
+        if _current is not None:
+            return _current
+        chosen = (backend or os.environ.get("IRSA_LAB_BACKEND") or "embedded").lower()
+        if chosen not in BACKENDS:
+            raise LabError(f"unknown backend {chosen!r}: choose one of {', '.join(BACKENDS)}")
+        if chosen == "embedded":
+            _current = _start_embedded(state_dir, deterministic)
+        else:
+            _current = _connect(chosen, state_dir)
+        atexit.register(_close_current)
+        return _current
+
+
+def _start_embedded(state_dir: Path | str | None, deterministic: bool) -> Lab:
+    from .stack import DEFAULT_SEED, EmbeddedLab, lab_clock
+
+    # A notebook's stack keeps its files in a private folder, so two notebooks (or a
+    # notebook and `irsa-lab up`) never share a kubelet folder or endpoints.json.
+    folder = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="irsa-lab-"))
+    stack = EmbeddedLab(
+        state_dir=folder,
+        seed=DEFAULT_SEED if deterministic else None,
+        clock=lab_clock(deterministic),
+    ).start()
+    return Lab(stack.endpoints.as_dict(), stack.state_dir, backend="embedded", embedded=stack)
+
+
+def _connect(backend: str, state_dir: Path | str | None) -> Lab:
+    from .stack import default_state_dir
+
+    folder = Path(state_dir) if state_dir else default_state_dir()
+    path = folder / "endpoints.json"
+    if not path.exists():
+        start = "irsa-lab up --detach" if backend == "running" else "irsa-lab kind up"
+        raise LabError(
+            f"no lab found in {folder}: start one with `{start}`, or use the "
+            "embedded backend (IRSA_LAB_BACKEND=embedded)"
+        )
+    endpoints = json.loads(path.read_text())
+    return Lab(endpoints, folder, backend=backend)
+
+
+def _close_current() -> None:
+    global _current
+    with _current_lock:
+        if _current is not None:
+            _current.close()
+            _current = None
+
+
+def reset_lab() -> None:
+    """Stop this process's lab; the next :func:`lab` call starts a fresh one."""
+    _close_current()
