@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lab test lint bench clean
+.PHONY: install lab test lint bench clean notebooks
 
 install: $(STAMP)
 
@@ -24,8 +24,16 @@ lint: install
 	$(BIN)/ruff format --check irsa_lab tests bench
 	$(BIN)/mypy
 
+# Unit and integration tests, then every guided notebook against its stored outputs.
 test: lint
 	$(BIN)/pytest
+	$(BIN)/pytest --nbval notebooks --sanitize-with notebooks/nbval-sanitize.cfg -p no:randomly
+
+# Re-run every notebook and store its outputs (after changing a notebook or what it prints).
+notebooks: install
+	for nb in notebooks/[0-9]*.ipynb; do \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
+	done
 
 bench: install
 	$(BIN)/python bench/run.py
