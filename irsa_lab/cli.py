@@ -55,6 +55,20 @@ def _load_endpoints(state: Path) -> dict[str, str]:
     return dict(json.loads(path.read_text()))
 
 
+def _serve_until_signalled() -> None:
+    """Block until SIGTERM or SIGINT (``irsa-lab down`` sends the former)."""
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop:
+        time.sleep(0.2)
+
+
 # --- up / down ---------------------------------------------------------------------
 def cmd_up(args: argparse.Namespace) -> int:
     state = _state_dir(args.state_dir)
@@ -70,18 +84,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     lab = EmbeddedLab(state_dir=state, seed=args.seed)
     lab.start()
     (state / "lab.pid").write_text(f"{os.getpid()}\n")
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     print(lab.summary(), flush=True)
     try:
-        while not stop:
-            time.sleep(0.2)
+        _serve_until_signalled()
     finally:
         lab.stop()
         (state / "lab.pid").unlink(missing_ok=True)
@@ -268,14 +273,6 @@ def cmd_kind(args: argparse.Namespace) -> int:
     except KindError as err:
         raise CliError(str(err)) from err
     (state / "lab.pid").write_text(f"{os.getpid()}\n")
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     print(
         f"irsa-lab kind: cluster {lab.name!r} is up, issuer {lab.endpoints['issuer']}", flush=True
     )
@@ -285,8 +282,7 @@ def cmd_kind(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        while not stop:
-            time.sleep(0.2)
+        _serve_until_signalled()
     finally:
         lab.stop_aws()
         (state / "lab.pid").unlink(missing_ok=True)

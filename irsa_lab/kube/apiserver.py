@@ -24,8 +24,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import jsonpatch
-import jsonpointer
 import yaml
 from aiohttp import web
 
@@ -38,8 +36,10 @@ from . import discovery as disc
 from .admission import (
     WEBHOOK_CONFIGURATION_SHAPE,
     AdmissionRecord,
+    PatchError,
     UserInfo,
     WebhookDispatcher,
+    apply_patch,
     default_webhook_configuration,
     validate_webhook_configuration,
 )
@@ -749,16 +749,8 @@ class ApiServer:
                     "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
                 )
             try:
-                new = jsonpatch.JsonPatch(patch).apply(base)
-            except (
-                jsonpatch.JsonPatchException,
-                jsonpointer.JsonPointerException,
-                KeyError,
-                TypeError,
-                ValueError,
-                IndexError,
-                AttributeError,
-            ) as exc:
+                new = apply_patch(base, patch)
+            except PatchError as exc:
                 raise ApiError(
                     422,
                     "Invalid",
