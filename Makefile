@@ -27,7 +27,7 @@ lint: install
 # Unit and integration tests, then every guided notebook against its stored outputs.
 test: lint
 	$(BIN)/pytest
-	$(BIN)/pytest --nbval notebooks --sanitize-with notebooks/nbval-sanitize.cfg -p no:randomly
+	$(BIN)/pytest --nbval notebooks --nbval-sanitize-with notebooks/nbval-sanitize.cfg -p no:randomly
 
 # Re-run every notebook and store its outputs (after changing a notebook or what it prints).
 notebooks: install

@@ -1,0 +1,6 @@
+"""The plumbing behind the guided notebooks, one module per stage.
+
+A notebook cell calls one function here and prints or displays what it returns, so
+the cell a learner reads does one thing. Import the module a notebook needs
+(``from irsa_lab.lessons import stage1``); the package imports nothing itself.
+"""

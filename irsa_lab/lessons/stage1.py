@@ -1,0 +1,572 @@
+"""Notebook 01, the pod mutation: what the pod identity webhook adds to a pod, and when.
+
+Every pod here goes through the real API server, so the webhook really runs: its
+ServiceAccount cache, the MutatingWebhookConfiguration's objectSelector and
+failurePolicy, the JSONPatch. :class:`Mutation` holds one pod as submitted, as stored,
+and the webhook exchange the API server logged for it; the functions around it turn
+that into the text a checked cell prints. :class:`MutationExplorer` is the widget
+whose controls are the annotations the webhook reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import traitlets
+import yaml
+
+from .. import constants as C
+from ..kube.admission import AdmissionRecord
+from ..session import Lab
+from ..ui import describe
+from ..ui.diff import DiffResult, patch_table, pod_yaml, side_by_side, summarize_mutation
+from ..ui.text import escape
+
+__all__ = [
+    "HIDDEN_DEFAULTS",
+    "PROBE_POD",
+    "HtmlView",
+    "Mutation",
+    "MutationExplorer",
+    "admission_request_text",
+    "admission_response_text",
+    "annotated_too_late",
+    "create_mypod",
+    "create_pod",
+    "describe_service_account",
+    "describe_webhook_configuration",
+    "env_text",
+    "focus",
+    "mypod_manifest",
+    "probe_manifest",
+    "skip_label_demo",
+    "wait_for_webhook_cache",
+    "webhook_down_demo",
+]
+
+PROBE_POD = "probe"
+_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mypod.yaml"
+
+# Fields the API server fills with defaults on every pod. They say nothing about IRSA,
+# so the lesson's diff hides them (the summary below the diff still counts everything).
+HIDDEN_DEFAULTS: dict[str, tuple[str, ...]] = {
+    "spec": (
+        "serviceAccount",  # deprecated copy of serviceAccountName
+        "dnsPolicy",
+        "enableServiceLinks",
+        "preemptionPolicy",
+        "priority",
+        "restartPolicy",
+        "schedulerName",
+        "securityContext",
+        "terminationGracePeriodSeconds",
+        "tolerations",
+    ),
+    "container": (
+        "imagePullPolicy",
+        "resources",
+        "terminationMessagePath",
+        "terminationMessagePolicy",
+    ),
+}
+
+
+# --- manifests ---------------------------------------------------------------------
+
+
+def mypod_manifest() -> dict[str, Any]:
+    """The article's pod (``examples/mypod.yaml``): the AWS CLI image, ``s3-readonly-sa``."""
+    if _EXAMPLE.exists():
+        return dict(yaml.safe_load(_EXAMPLE.read_text()))
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": C.POD_NAME, "namespace": C.NAMESPACE},
+        "spec": {
+            "serviceAccountName": C.SERVICE_ACCOUNT,
+            "containers": [
+                {"name": C.POD_NAME, "image": C.POD_IMAGE, "command": ["sleep", "infinity"]}
+            ],
+        },
+    }
+
+
+def probe_manifest(
+    name: str = PROBE_POD,
+    *,
+    service_account: str = C.SERVICE_ACCOUNT,
+    skip_containers: str = "",
+    skip_label: bool = False,
+) -> dict[str, Any]:
+    """A two-container pod (``app`` and ``sidecar``) for trying annotations and labels."""
+    meta: dict[str, Any] = {"name": name, "namespace": C.NAMESPACE}
+    if skip_containers:
+        meta["annotations"] = {C.SKIP_CONTAINERS_ANNOTATION: skip_containers}
+    if skip_label:
+        meta["labels"] = {C.SKIP_WEBHOOK_LABEL: "true"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "serviceAccountName": service_account,
+            "containers": [
+                {"name": "app", "image": C.POD_IMAGE, "command": ["sleep", "infinity"]},
+                {"name": "sidecar", "image": "busybox", "command": ["sleep", "infinity"]},
+            ],
+        },
+    }
+
+
+# --- describe views ------------------------------------------------------------------
+
+
+def describe_service_account(lab: Lab, name: str = C.SERVICE_ACCOUNT) -> str:
+    """``kubectl describe sa <name>``, read through the real API."""
+    return describe.describe_service_account(lab.get_service_account(name))
+
+
+def describe_webhook_configuration(lab: Lab, name: str = C.WEBHOOK_CONFIG_NAME) -> str:
+    """``kubectl describe mutatingwebhookconfiguration <name>`` (CA bundle shortened)."""
+    return describe.describe_mutating_webhook_configuration(
+        lab.get_webhook_configuration(name), short_ca_bundle=True
+    )
+
+
+# --- one pod, submitted and stored -----------------------------------------------------
+
+
+def focus(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``pod`` without the :data:`HIDDEN_DEFAULTS` fields."""
+    out = copy.deepcopy(dict(pod))
+    spec = out.get("spec") or {}
+    for key in HIDDEN_DEFAULTS["spec"]:
+        spec.pop(key, None)
+    for kind in ("initContainers", "containers"):
+        for c in spec.get(kind) or []:
+            for key in HIDDEN_DEFAULTS["container"]:
+                c.pop(key, None)
+    return out
+
+
+class HtmlView:
+    """Shows ``html`` in JupyterLab and ``text`` everywhere else (and to nbval)."""
+
+    def __init__(self, html: str, text: str) -> None:
+        self.html = html
+        self.text = text
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+@dataclass
+class Mutation:
+    """One pod through admission: as submitted, as stored, and the webhook exchange.
+
+    ``record`` is None when the API server did not call the webhook (the pod carried
+    the skip label) or when the lab is not embedded (no admission log to read).
+    """
+
+    submitted: dict[str, Any]
+    stored: dict[str, Any]
+    record: AdmissionRecord | None
+
+    @property
+    def name(self) -> str:
+        return str(self.stored["metadata"]["name"])
+
+    @property
+    def webhook_called(self) -> bool:
+        return self.record is not None
+
+    @property
+    def outcome(self) -> str:
+        """``patched``, ``allowed`` (no patch), ``ignored`` (call failed, failurePolicy
+        Ignore), or ``not called``."""
+        return self.record.outcome if self.record is not None else "not called"
+
+    @property
+    def diff(self) -> DiffResult:
+        """Submitted vs stored, line by line, API-server defaults hidden."""
+        return side_by_side(pod_yaml(focus(self.submitted)), pod_yaml(focus(self.stored)))
+
+    def diff_view(self) -> HtmlView:
+        d = self.diff
+        note = (
+            "<p><i>Hidden: fields the API server fills with defaults on every pod "
+            f"({escape(', '.join(HIDDEN_DEFAULTS['spec'] + HIDDEN_DEFAULTS['container']))}).</i></p>"
+        )
+        return HtmlView(d.html + note, d.summary + "\n" + d.text)
+
+    @property
+    def summary(self) -> str:
+        """What changed, one line per env var, mount and volume, with who reads it."""
+        return summarize_mutation(self.submitted, self.stored)
+
+    def env(self, container: str | None = None) -> dict[str, str]:
+        """The stored env of ``container`` (the first one by default)."""
+        containers = self.stored["spec"]["containers"]
+        c = next((c for c in containers if container in (None, c["name"])), containers[0])
+        return {e["name"]: str(e.get("value", "")) for e in c.get("env") or []}
+
+    def mutated_containers(self) -> list[str]:
+        """Containers that got the token mount."""
+        return [
+            c["name"]
+            for c in self.stored["spec"]["containers"]
+            if any(m.get("name") == C.TOKEN_VOLUME_NAME for m in c.get("volumeMounts") or [])
+        ]
+
+    @property
+    def token_volume(self) -> dict[str, Any] | None:
+        """The ``serviceAccountToken`` source of the ``aws-iam-token`` volume, if any."""
+        for v in self.stored["spec"].get("volumes") or []:
+            if v.get("name") == C.TOKEN_VOLUME_NAME:
+                for src in (v.get("projected") or {}).get("sources") or []:
+                    if "serviceAccountToken" in src:
+                        return dict(src["serviceAccountToken"])
+        return None
+
+    def facts(self) -> str:
+        """The plain facts a checked cell prints about this pod."""
+        lines = [f"pod {self.name}: webhook {_OUTCOME_WORDS.get(self.outcome, self.outcome)}"]
+        if self.record is not None and self.record.error:
+            lines.append(f"  error: {self.record.error}")
+        for c in self.stored["spec"]["containers"]:
+            aws = {k: v for k, v in self.env(c["name"]).items() if k.startswith("AWS_")}
+            lines.append(f"  container {c['name']}:" + ("" if aws else " no AWS_ variables"))
+            lines.extend(f"    {k}={v}" for k, v in aws.items())
+        vol = self.token_volume
+        lines.append(
+            "  aws-iam-token volume: "
+            + (
+                f"audience {vol.get('audience', '(API server audiences)')}, "
+                f"expirationSeconds {vol.get('expirationSeconds')}"
+                if vol is not None
+                else "none"
+            )
+        )
+        return "\n".join(lines)
+
+
+_OUTCOME_WORDS = {
+    "patched": "called: patched the pod",
+    "allowed": "called: allowed the pod without a patch (no role for its ServiceAccount)",
+    "ignored": "call failed: ignored (failurePolicy Ignore), pod stored as submitted",
+    "not called": "not called",
+}
+
+
+def env_text(env: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in env.items())
+
+
+def _last_record(lab: Lab) -> AdmissionRecord | None:
+    if lab.embedded is None:
+        return None
+    return lab.embedded.apiserver.last_admission
+
+
+def create_pod(lab: Lab, manifest: Mapping[str, Any], *, recreate: bool = True) -> Mutation:
+    """Create ``manifest`` through the API server (deleting an old pod of that name first)
+    and return it with the webhook exchange it caused."""
+    before = _last_record(lab)
+    stored = lab.recreate_pod(manifest) if recreate else lab.create_pod(manifest)
+    rec = _last_record(lab)
+    name = manifest["metadata"]["name"]
+    if rec is before or rec is None or rec.request.get("request", {}).get("name") != name:
+        rec = None
+    return Mutation(copy.deepcopy(dict(manifest)), stored, rec)
+
+
+def create_mypod(lab: Lab) -> Mutation:
+    """``kubectl apply -f mypod.yaml``: the article's pod."""
+    return create_pod(lab, mypod_manifest())
+
+
+# --- the AdmissionReview exchange ---------------------------------------------------------
+
+
+def _abbreviate_object(obj: Any) -> Any:
+    if not isinstance(obj, dict):
+        return obj
+    spec = obj.get("spec") or {}
+    return {
+        "metadata": obj.get("metadata"),
+        "spec": {
+            "serviceAccountName": spec.get("serviceAccountName"),
+            "containers": [
+                {k: c[k] for k in ("name", "image", "env", "volumeMounts") if k in c}
+                for c in spec.get("containers") or []
+            ],
+            "volumes": [v.get("name") for v in spec.get("volumes") or []],
+            "...": "(other fields left out)",
+        },
+    }
+
+
+def _yaml(obj: Any) -> str:
+    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, width=10_000)
+
+
+def admission_request_text(record: AdmissionRecord, *, full: bool = False) -> str:
+    """The AdmissionReview the API server POSTed to the webhook, as YAML.
+
+    Without ``full`` the pod under ``request.object`` keeps only what the webhook reads.
+    """
+    review = copy.deepcopy(record.request)
+    if not full:
+        req = review.get("request") or {}
+        req["object"] = _abbreviate_object(req.get("object"))
+    return f"POST {record.url}\n" + _yaml(review)
+
+
+def admission_response_text(record: AdmissionRecord, *, patch_chars: int = 48) -> str:
+    """The webhook's answer as YAML, the base64 patch cut short, then the patch decoded."""
+    if record.response is None:
+        return f"no response: {record.error}"
+    review = copy.deepcopy(record.response)
+    resp = review.get("response") or {}
+    raw = resp.get("patch")
+    if isinstance(raw, str) and len(raw) > patch_chars:
+        resp["patch"] = f"{raw[:patch_chars]}... ({len(raw)} base64 characters)"
+    out = _yaml(review)
+    if isinstance(raw, str):
+        ops = json.loads(base64.b64decode(raw))
+        out += "\nThe patch, base64-decoded (a JSONPatch, RFC 6902):\n" + patch_table(ops)
+    return out
+
+
+# --- waiting for the webhook's view of a ServiceAccount ----------------------------------
+
+
+def wait_for_webhook_cache(
+    lab: Lab,
+    name: str,
+    annotations: Mapping[str, str | None],
+    *,
+    namespace: str = C.NAMESPACE,
+    timeout: float = 5.0,
+) -> None:
+    """Wait until the webhook's ServiceAccount cache shows ``annotations`` (None: absent).
+
+    The webhook learns of an annotation through a watch, a moment after ``kubectl
+    annotate``; a pod created in between would be mutated from the old view.
+    """
+    if lab.embedded is None:
+        time.sleep(1.0)  # kind: the real webhook's informer catches up within a moment
+        return
+    cache = lab.embedded.sa_cache
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cache.get(namespace, name)
+        if got is not None and all(
+            (got.get(k) == v) if v is not None else (k not in got) for k, v in annotations.items()
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the webhook's cache did not see {dict(annotations)} on {name}")
+        time.sleep(0.01)
+
+
+def _set_sa_annotations(lab: Lab, name: str, annotations: Mapping[str, str | None]) -> None:
+    lab.annotate_service_account(name, annotations)
+    wait_for_webhook_cache(lab, name, annotations)
+
+
+# --- the explorer widget --------------------------------------------------------------------
+
+
+class MutationExplorer(widgets.VBox):
+    """Controls for the annotations the webhook reads, and the pod they produce.
+
+    ServiceAccount annotations: ``audience``, ``sts_regional_endpoints`` (``""``,
+    ``"true"`` or ``"false"``), ``token_expiration`` (seconds, as text). Pod:
+    ``skip_containers`` (the annotation) and ``skip_label`` (the objectSelector label).
+    An empty text means "annotation not set". Each is a traitlet, so Python can set
+    and read it; :meth:`apply` writes the ServiceAccount, recreates the probe pod
+    through the API server, and redraws the diff.
+    """
+
+    audience = traitlets.Unicode("")
+    sts_regional_endpoints = traitlets.Unicode("")
+    token_expiration = traitlets.Unicode("")
+    skip_containers = traitlets.Unicode("")
+    skip_label = traitlets.Bool(False)
+
+    SA_FIELDS = {
+        "audience": C.AUDIENCE_ANNOTATION,
+        "sts_regional_endpoints": C.STS_REGIONAL_ANNOTATION,
+        "token_expiration": C.TOKEN_EXPIRATION_ANNOTATION,
+    }
+
+    def __init__(
+        self, lab: Lab, *, service_account: str = C.SERVICE_ACCOUNT, pod_name: str = PROBE_POD
+    ) -> None:
+        self.lab = lab
+        self.service_account = service_account
+        self.pod_name = pod_name
+        self.last: Mutation | None = None
+        style = {"description_width": "16em"}
+        wide = widgets.Layout(width="34em")
+        controls: list[widgets.Widget] = [
+            widgets.Text(
+                description=f"SA {C.AUDIENCE_ANNOTATION}",
+                placeholder=f"(not set: {C.DEFAULT_AUDIENCE})",
+                style=style,
+                layout=wide,
+            ),
+            widgets.Dropdown(
+                description=f"SA {C.STS_REGIONAL_ANNOTATION}",
+                options=[("(not set)", ""), ("true", "true"), ("false", "false")],
+                style=style,
+                layout=wide,
+            ),
+            widgets.Text(
+                description=f"SA {C.TOKEN_EXPIRATION_ANNOTATION}",
+                placeholder=f"(not set: {C.DEFAULT_TOKEN_EXPIRATION_S})",
+                style=style,
+                layout=wide,
+            ),
+            widgets.Text(
+                description=f"pod {C.SKIP_CONTAINERS_ANNOTATION}",
+                placeholder="(not set) e.g. sidecar",
+                style=style,
+                layout=wide,
+            ),
+            widgets.Checkbox(description=f"pod label {C.SKIP_WEBHOOK_LABEL}", indent=False),
+        ]
+        for control, trait in zip(
+            controls,
+            (
+                "audience",
+                "sts_regional_endpoints",
+                "token_expiration",
+                "skip_containers",
+                "skip_label",
+            ),
+            strict=True,
+        ):
+            widgets.link((control, "value"), (self, trait))
+        self.controls = controls
+        self.apply_button = widgets.Button(
+            description="Recreate the probe pod",
+            icon="refresh",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.apply_button.on_click(lambda _b: self.apply())
+        self.facts_html = widgets.HTML("<p>Press the button to create the probe pod.</p>")
+        self.diff_html = widgets.HTML()
+        super().__init__(children=[*controls, self.apply_button, self.facts_html, self.diff_html])
+
+    def sa_annotations(self) -> dict[str, str | None]:
+        """The ServiceAccount annotations the controls ask for (None: remove)."""
+        return {key: (getattr(self, f) or None) for f, key in self.SA_FIELDS.items()}
+
+    def manifest(self) -> dict[str, Any]:
+        return probe_manifest(
+            self.pod_name,
+            service_account=self.service_account,
+            skip_containers=self.skip_containers,
+            skip_label=self.skip_label,
+        )
+
+    def apply(self) -> Mutation:
+        """Annotate the ServiceAccount, recreate the probe pod, show what the webhook did."""
+        _set_sa_annotations(self.lab, self.service_account, self.sa_annotations())
+        m = create_pod(self.lab, self.manifest())
+        self.last = m
+        self.facts_html.value = f"<pre>{escape(m.facts())}</pre>"
+        self.diff_html.value = m.diff_view().html
+        return m
+
+    def reset(self) -> Mutation:
+        """Every control back to "not set" (the article's ServiceAccount), then apply."""
+        self.audience = self.sts_regional_endpoints = self.token_expiration = ""
+        self.skip_containers = ""
+        self.skip_label = False
+        return self.apply()
+
+    def state(self) -> dict[str, Any]:
+        """The controls and, after :meth:`apply`, what the webhook did with them."""
+        out: dict[str, Any] = {
+            "audience": self.audience,
+            "sts_regional_endpoints": self.sts_regional_endpoints,
+            "token_expiration": self.token_expiration,
+            "skip_containers": self.skip_containers,
+            "skip_label": self.skip_label,
+        }
+        if self.last is not None:
+            out["webhook"] = self.last.outcome
+            out["mutated_containers"] = self.last.mutated_containers()
+            out["token_volume"] = self.last.token_volume
+        return out
+
+
+# --- failures learners meet ---------------------------------------------------------------
+
+
+def webhook_down_demo(lab: Lab, name: str = "mypod-webhook-down") -> Mutation:
+    """Stop the webhook, create a pod, start the webhook again.
+
+    ``failurePolicy: Ignore``: the API server logs the failed call and stores the pod
+    unmutated; nothing tells the person who created it.
+    """
+    embedded = lab.require_embedded("stopping the webhook")
+    manifest = mypod_manifest()
+    manifest["metadata"]["name"] = name
+    embedded.stop_webhook()
+    try:
+        return create_pod(lab, manifest)
+    finally:
+        embedded.start_webhook()
+
+
+def annotated_too_late(
+    lab: Lab, *, sa: str = "late-sa", pod: str = "late-pod"
+) -> tuple[Mutation, Mutation]:
+    """A pod created before its ServiceAccount got the role annotation, then recreated.
+
+    Returns (the pod as first created, the same pod recreated after the annotation):
+    the webhook acts only when a pod is created, so the first stays unmutated.
+    """
+    from kubernetes.client.rest import ApiException
+
+    try:
+        lab.core.delete_namespaced_service_account(sa, C.NAMESPACE)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+    lab.core.create_namespaced_service_account(
+        C.NAMESPACE, {"metadata": {"name": sa, "namespace": C.NAMESPACE}}
+    )
+    wait_for_webhook_cache(lab, sa, {C.ROLE_ARN_ANNOTATION: None})
+    manifest = mypod_manifest()
+    manifest["metadata"]["name"] = pod
+    manifest["spec"]["serviceAccountName"] = sa
+    first = create_pod(lab, manifest)
+    _set_sa_annotations(lab, sa, {C.ROLE_ARN_ANNOTATION: C.ROLE_ARN})
+    # The stored pod did not change: read it again to prove it.
+    first = Mutation(first.submitted, lab.get_pod(pod), first.record)
+    second = create_pod(lab, manifest)
+    return first, second
+
+
+def skip_label_demo(lab: Lab, name: str = "mypod-skipped") -> Mutation:
+    """The article's pod with the label the webhook configuration's objectSelector excludes."""
+    manifest = mypod_manifest()
+    manifest["metadata"]["name"] = name
+    manifest["metadata"]["labels"] = {C.SKIP_WEBHOOK_LABEL: "true"}
+    return create_pod(lab, manifest)

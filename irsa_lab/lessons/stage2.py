@@ -1,0 +1,329 @@
+"""Notebook 02, the token: the file the kubelet writes, what it says, who can check it.
+
+Everything is read from the running lab: the projected volume's folder on the
+(stand-in) node, the JWT in it, the issuer's discovery document and JWKS fetched over
+HTTPS as STS fetches them, the kubelet's renewal after the lab clock moves on, and a
+real STS call made with a token whose pod is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import constants as C
+from ..kube.kubelet import DATA_DIR_NAME, PROJECTED_PLUGIN_DIR
+from ..kube.tokens import decode_unverified
+from ..session import Lab
+from ..ui.decoder import TokenDecoder, explain_claims, verify_token
+from ..ui.text import mask_secret, utc_text
+from ..ui.timeline import TimelineWidget, alt_text
+
+__all__ = [
+    "NODE_KUBELET_ROOT",
+    "DeletedPodResult",
+    "Renewal",
+    "delete_pod_keep_token",
+    "claims_text",
+    "lab_now",
+    "renew_token",
+    "short_token",
+    "timeline",
+    "timeline_text",
+    "token_decoder",
+    "token_status",
+    "token_volume_listing",
+    "verify_walkthrough",
+]
+
+# Where a real node keeps pod volumes; the lab's kubelet uses a temporary folder in its
+# place, and the listing below shows paths as they would be on the node.
+NODE_KUBELET_ROOT = "/var/lib/kubelet"
+
+
+def lab_now(lab: Lab) -> float:
+    """The lab clock (stopped in a deterministic lab), else the wall clock."""
+    return lab.embedded.clock.now() if lab.embedded is not None else time.time()
+
+
+def short_token(token: str, head: int = 40, tail: int = 8) -> str:
+    """The token cut in the middle: enough to recognise it, not enough to use it."""
+    token = token.strip()
+    if len(token) <= head + tail:
+        return mask_secret(token)
+    return f"{token[:head]}…{token[-tail:]} ({len(token)} characters)"
+
+
+# --- the files -------------------------------------------------------------------------
+
+
+def _node_path(lab: Lab, pod: Mapping[str, Any], volume: str) -> str:
+    return (
+        f"{NODE_KUBELET_ROOT}/pods/{pod['metadata']['uid']}/volumes/{PROJECTED_PLUGIN_DIR}/{volume}"
+    )
+
+
+def token_volume_listing(
+    lab: Lab, pod_name: str = C.POD_NAME, volume: str = C.TOKEN_VOLUME_NAME
+) -> str:
+    """``ls -la`` of the projected volume, recursively, as the kubelet wrote it.
+
+    Modes, symlink targets and sizes; no owners or times (they say nothing here).
+    """
+    pod = lab.get_pod(pod_name)
+    folder = lab.volume_path(pod, volume)
+    lines = [
+        f"on the node:       {_node_path(lab, pod, volume)}",
+        f"in the container:  {C.TOKEN_MOUNT_PATH} (read-only mount)",
+        "",
+    ]
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        lines.extend(_ls(entry, entry.name))
+    return "\n".join(lines)
+
+
+def _ls(path: Path, shown: str) -> list[str]:
+    st = path.lstat()
+    mode = stat.filemode(st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        return [f"{mode}  {shown} -> {os.readlink(path)}"]
+    if stat.S_ISDIR(st.st_mode):
+        out = [f"{mode}  {shown}/"]
+        for child in sorted(path.iterdir(), key=lambda p: p.name):
+            out.extend(_ls(child, f"{shown}/{child.name}"))
+        return out
+    return [f"{mode}  {shown}  ({st.st_size} bytes)"]
+
+
+def token_status(lab: Lab, pod_name: str = C.POD_NAME) -> dict[str, Any]:
+    """The kubelet's record of the pod's ``aws-iam-token``: times, renewals, folder."""
+    embedded = lab.require_embedded("the kubelet's token records")
+    uid = lab.get_pod(pod_name)["metadata"]["uid"]
+    for s in embedded.kubelet.token_status(uid):
+        if s["volume"] == C.TOKEN_VOLUME_NAME:
+            return s
+    raise LookupError(f"pod {pod_name} has no {C.TOKEN_VOLUME_NAME} volume")
+
+
+# --- decoding and verifying --------------------------------------------------------------
+
+
+def token_decoder(lab: Lab, token: str) -> TokenDecoder:
+    """The decoder widget, checking against the lab issuer's JWKS at the lab's time."""
+    return TokenDecoder(
+        token,
+        jwks=lab.jwks(),
+        now=lambda: lab_now(lab),
+        issuer=lab.endpoints["issuer"],
+        audience=C.DEFAULT_AUDIENCE,
+    )
+
+
+def claims_text(lab: Lab, token: str) -> str:
+    """Each claim, what it means, and where IAM or STS meets it (times relative to now)."""
+    _, claims = decode_unverified(token)
+    out = []
+    for row in explain_claims(claims, now=lab_now(lab)):
+        out += [f"{row.name}: {row.value}", f"    means: {row.meaning}", f"    IAM/STS: {row.iam}"]
+    return "\n".join(out)
+
+
+def verify_walkthrough(lab: Lab, token: str) -> str:
+    """How a verifier that knows nothing but the token checks it, one step at a time."""
+    header, claims = decode_unverified(token)
+    iss = str(claims.get("iss", ""))
+    where = lab.endpoints["oidc"]
+    doc = lab.discovery()
+    jwks = lab.jwks()
+    keys = [k for k in jwks.get("keys", []) if isinstance(k, dict)]
+    lines = [
+        f"1. Read iss from the token, not trusting it yet: {iss}",
+        f"2. GET {iss}/.well-known/openid-configuration",
+        f"   (in this lab that host is served at {where})",
+        f"   issuer:   {doc.get('issuer')}",
+        f"   jwks_uri: {doc.get('jwks_uri')}",
+        f"   -> the document names the same issuer as the token: {doc.get('issuer') == iss}",
+        f"3. GET {doc.get('jwks_uri')}: {len(keys)} key{'s' if len(keys) != 1 else ''}",
+    ]
+    lines += [
+        f"   kid {k.get('kid')}  kty {k.get('kty')}  alg {k.get('alg')}  use {k.get('use')}"
+        for k in keys
+    ]
+    lines.append(f"4. The token's header: alg {header.get('alg')}, kid {header.get('kid')}")
+    lines.append("5. The checks STS runs on the token itself, in order:")
+    v = verify_token(
+        token, jwks, issuer=doc.get("issuer"), audience=C.DEFAULT_AUDIENCE, now=lab_now(lab)
+    )
+    lines += ["   " + line for line in v.text().splitlines()]
+    return "\n".join(lines)
+
+
+# --- lifetimes ------------------------------------------------------------------------------
+
+
+def timeline(
+    lab: Lab, token: str, *, session_s: int = C.DEFAULT_SESSION_DURATION_S
+) -> TimelineWidget:
+    """The lifetime timeline of ``token`` and of one STS session taken when the pod starts.
+
+    The SDK calls STS the first time the application asks for credentials; sessions
+    last ``session_s`` (1 h by default; stage 3 makes the real call).
+    """
+    _, claims = decode_unverified(token)
+    iat, exp = float(claims["iat"]), float(claims["exp"])
+    return TimelineWidget(iat, exp, sts_issued=iat, sts_expires=iat + session_s)
+
+
+def timeline_text(widget: TimelineWidget) -> str:
+    """What the timeline shows, in words, at the widget's "now"."""
+    f = widget.facts()
+    return alt_text(f) + f"\nstate: {widget.state()}"
+
+
+# --- renewal ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """The token volume before and after the kubelet renewed the token."""
+
+    before_dir: str
+    after_dir: str
+    before_iat: float
+    after_iat: float
+    after_exp: float
+    old_dir_exists: bool
+    data_link: str
+    token_link: str
+    clock_before: float
+    clock_after: float
+
+    def text(self) -> str:
+        return "\n".join(
+            [
+                f"lab clock: {utc_text(self.clock_before)} -> {utc_text(self.clock_after)}",
+                f"..data pointed to  {self.before_dir}",
+                f"..data points to   {self.after_dir}",
+                f"old folder still there: {self.old_dir_exists}",
+                f"token -> {self.token_link}   (the link the SDK opens; never changed)",
+                f"iat: {utc_text(self.before_iat)} -> {utc_text(self.after_iat)}",
+                f"new exp: {utc_text(self.after_exp)}",
+            ]
+        )
+
+
+def renew_token(lab: Lab, pod_name: str = C.POD_NAME, *, past_by_s: float = 60) -> Renewal:
+    """Move the lab clock ``past_by_s`` beyond the kubelet's renewal point and let it renew."""
+    embedded = lab.require_embedded("moving the lab clock")
+    clock = embedded.clock
+    if not hasattr(clock, "advance"):
+        raise TypeError("the lab clock cannot be moved (start the lab with deterministic=True)")
+    before = token_status(lab, pod_name)
+    folder = Path(before["file"]).parent
+    before_dir = os.readlink(folder / DATA_DIR_NAME)
+    _, old_claims = decode_unverified((folder / C.TOKEN_FILE_NAME).read_text())
+    start = clock.now()
+    clock.advance(float(before["renew_at"]) - start + past_by_s)
+    # The kubelet also renews on its own every second; tick() makes it happen now.
+    embedded.kubelet.tick()
+    after_dir = os.readlink(folder / DATA_DIR_NAME)
+    _, new_claims = decode_unverified((folder / C.TOKEN_FILE_NAME).read_text())
+    return Renewal(
+        before_dir=before_dir,
+        after_dir=after_dir,
+        before_iat=float(old_claims["iat"]),
+        after_iat=float(new_claims["iat"]),
+        after_exp=float(new_claims["exp"]),
+        old_dir_exists=(folder / before_dir).exists(),
+        data_link=after_dir,
+        token_link=os.readlink(folder / C.TOKEN_FILE_NAME),
+        clock_before=start,
+        clock_after=clock.now(),
+    )
+
+
+# --- a deleted pod's token ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeletedPodResult:
+    """What the API server and STS make of a token whose pod was deleted."""
+
+    pod: str
+    pod_uid: str
+    api_server_status: int
+    token_file_exists: bool
+    sts_ok: bool
+    sts_detail: dict[str, str]
+
+    def text(self) -> str:
+        lines = [
+            f"token bound to pod {self.pod} (uid {self.pod_uid}); the pod is deleted",
+            f"token file on the node still there: {self.token_file_exists} "
+            "(the kubelet removed the volume; our copy is in memory)",
+            f"API server: GET the bound pod -> HTTP {self.api_server_status}: the API server "
+            "checks the bound pod on every request, so it refuses this token now",
+            f"STS AssumeRoleWithWebIdentity with the same token -> "
+            f"{'accepted' if self.sts_ok else 'refused'}",
+        ]
+        lines += [f"  {k}: {v}" for k, v in self.sts_detail.items()]
+        return "\n".join(lines)
+
+
+def delete_pod_keep_token(
+    lab: Lab, pod_name: str = C.POD_NAME, *, session_name: str = "after-pod-deleted"
+) -> DeletedPodResult:
+    """Copy the pod's token, delete the pod, then show the token to the API server and STS."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+    from kubernetes.client.rest import ApiException
+
+    pod = lab.get_pod(pod_name)
+    token_file = lab.volume_path(pod) / C.TOKEN_FILE_NAME
+    token = token_file.read_text()
+    _, claims = decode_unverified(token)
+    bound = claims.get("kubernetes.io", {}).get("pod", {})
+    lab.delete_pod(pod_name)
+    try:
+        lab.core.read_namespaced_pod(pod_name, C.NAMESPACE)
+        status = 200
+    except ApiException as err:
+        status = int(err.status)
+    ep = lab.endpoints
+    # AssumeRoleWithWebIdentity is an unsigned call: the token is the only credential.
+    sts = boto3.session.Session(region_name=ep["region"]).client(
+        "sts",
+        endpoint_url=ep["sts"],
+        verify=ep["ca_bundle"],
+        config=Config(signature_version=UNSIGNED),
+    )
+    try:
+        resp = sts.assume_role_with_web_identity(
+            RoleArn=C.ROLE_ARN, RoleSessionName=session_name, WebIdentityToken=token
+        )
+        ok = True
+        detail = {
+            "AssumedRoleUser.Arn": resp["AssumedRoleUser"]["Arn"],
+            "SubjectFromWebIdentityToken": resp["SubjectFromWebIdentityToken"],
+            "Audience": resp["Audience"],
+            "Credentials.AccessKeyId": mask_secret(resp["Credentials"]["AccessKeyId"]),
+            "Credentials.SecretAccessKey": mask_secret(resp["Credentials"]["SecretAccessKey"]),
+        }
+    except ClientError as err:
+        ok = False
+        detail = {"Error": f"{err.response['Error']['Code']}: {err.response['Error']['Message']}"}
+    return DeletedPodResult(
+        pod=str(bound.get("name", pod_name)),
+        pod_uid=str(bound.get("uid", "")),
+        api_server_status=status,
+        token_file_exists=token_file.exists(),
+        sts_ok=ok,
+        sts_detail=detail,
+    )
