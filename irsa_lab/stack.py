@@ -300,6 +300,7 @@ class EmbeddedLab:
         self.account = self.aws.account
         self.scenario = self.aws.scenario
         self.imds_settings = self.aws.imds_settings
+        self.fetcher = self.aws.fetcher  # STS's cache of the issuer's keys
 
         # Kubernetes side.
         self.api_token = self.ids.secret_token(48)

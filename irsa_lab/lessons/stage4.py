@@ -1,0 +1,218 @@
+"""Stage 4, the STS call: the plumbing behind notebook 04.
+
+A command runs inside the pod (``lab.exec``); everything the components received and
+answered meanwhile is read back from the lab's trace and turned into the steps of a
+sequence diagram (:mod:`irsa_lab.ui.sequence`), into a step-by-step account of what
+botocore did, and into a Mermaid text view. :func:`broken_trust` breaks the trust
+policy for a failed run to draw beside the working one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from ..constants import BUCKET, POD_NAME, ROLE_NAME
+from ..trace import TraceEvent
+from ..ui.playground import trust_policy_text
+from ..ui.sequence import Step, lane_of, steps_from_trace
+
+__all__ = [
+    "Run",
+    "as_png",
+    "botocore_story",
+    "broken_trust",
+    "exchange_steps",
+    "mask_session",
+    "recorded_run",
+    "upload",
+]
+
+SESSION_NAME = re.compile(r"botocore-session-\d+")
+MASKED_SESSION = "botocore-session-<digits>"
+# What each trace step means, told from the SDK's side.
+_MEANING = {
+    "read token": "read the projected token from AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AssumeRoleWithWebIdentity": "botocore sent AssumeRoleWithWebIdentity (unsigned: the "
+    "token is the proof) with AWS_ROLE_ARN and a generated session name",
+    "parse token": "STS split the JWT and read its header and claims",
+    "find OIDC provider": "STS looked up the IAM OIDC provider named by the token's iss",
+    "GET openid-configuration": "STS fetched the issuer's discovery document",
+    "GET jwks": "STS fetched the issuer's public keys (jwks_uri)",
+    "verify signature": "STS checked the signature with the key named by kid",
+    "check claims": "STS checked exp/iat/nbf and that aud is a client ID of the provider",
+    "evaluate trust policy": "STS evaluated the role's trust policy (sub and aud conditions)",
+    "AssumeRoleWithWebIdentity reply": "STS answered",
+    "GetCallerIdentity": "the CLI called GetCallerIdentity, signed with the temporary keys",
+    "ListBuckets": "the CLI listed buckets, signed with the temporary keys",
+    "PutObject": "the CLI uploaded an object, signed with the temporary keys",
+}
+
+
+def as_png(fig: Figure) -> Any:
+    """A figure as a PNG image for ``display``.
+
+    The figures are built without pyplot (no global state), so the notebook's inline
+    backend never registers a PNG formatter for them; this renders it explicitly.
+    Its text form, ``<IPython.core.display.Image object>``, is the same on every run.
+    """
+    from IPython.display import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return Image(data=buf.getvalue(), format="png")
+
+
+def mask_session(text: str) -> str:
+    """Hide the digits of botocore's generated session name (they change every run)."""
+    return SESSION_NAME.sub(MASKED_SESSION, text)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One command run in the pod and what the components recorded meanwhile."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    events: list[TraceEvent]
+
+    @property
+    def output(self) -> str:
+        """What the command printed (stdout, else its last stderr line), masked."""
+        text = self.stdout.strip() or (self.stderr.strip().splitlines() or [""])[-1]
+        return mask_session(text)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """The parsed JSON of ``aws sts get-caller-identity``, session digits masked."""
+        return dict(json.loads(mask_session(self.stdout)))
+
+    @property
+    def steps(self) -> list[Step]:
+        return exchange_steps(self.events)
+
+
+def recorded_run(
+    lab: Any, argv: Sequence[str], *, pod: str = POD_NAME, cold_keys: bool = True
+) -> Run:
+    """Run ``argv`` in ``pod`` and keep the trace of it.
+
+    ``cold_keys`` empties STS's cache of the issuer's discovery document and JWKS
+    first, so the run shows STS fetching them (as it does the first time it meets an
+    issuer; afterwards it uses its cache)."""
+    stack = lab.require_embedded("the recorded trace")
+    if cold_keys:
+        stack.aws.fetcher.invalidate()
+    mark = stack.trace.mark()
+    done = lab.exec(pod, list(argv))
+    return Run(tuple(argv), done.returncode, done.stdout, done.stderr, stack.trace.since(mark))
+
+
+def _sdk_view(events: Sequence[TraceEvent]) -> list[TraceEvent]:
+    """The events as seen by the caller of each step.
+
+    The OIDC host and STS's key fetcher both record each fetch; keep STS's side (the
+    fetcher's, which carries the URL) and drop the host's echo and the key summary.
+    A token read is added where botocore reads the file: right before it calls STS.
+    """
+    kept: list[TraceEvent] = []
+    for ev in events:
+        if ev.target == "oidc" and "url" not in ev.detail:
+            continue
+        if ev.call == "AssumeRoleWithWebIdentity" and ev.source == "sdk":
+            kept.append(TraceEvent(ev.seq, ev.at, "sdk", "token-file", "read token", "ok"))
+        kept.append(ev)
+    return kept
+
+
+def exchange_steps(events: Sequence[TraceEvent]) -> list[Step]:
+    """The sequence-diagram steps of a recorded run (:func:`recorded_run`)."""
+    return steps_from_trace(_sdk_view(events))
+
+
+def _fact(ev: TraceEvent) -> str:
+    d = ev.detail
+    if ev.call == "AssumeRoleWithWebIdentity" and ev.source == "sdk":
+        return f"RoleArn={d.get('role_arn')}, RoleSessionName={d.get('session')}"
+    if ev.call == "parse token":
+        return f"iss={d.get('iss')}, sub={d.get('sub')}, aud={d.get('aud')}, kid={d.get('kid')}"
+    if ev.call == "find OIDC provider" and ev.ok:
+        return str(d.get("provider", ""))
+    if ev.target == "oidc":
+        return f"{d.get('url')} -> HTTP {d.get('status')}"
+    if ev.call == "verify signature":
+        return f"{d.get('alg')} with kid {d.get('kid')}"
+    if ev.call == "check claims" and ev.ok:
+        return f"exp {d.get('exp')}, audience {d.get('audience')}"
+    if ev.call == "evaluate trust policy":
+        return str(d.get("verdict", ""))
+    if ev.call == "AssumeRoleWithWebIdentity reply":
+        return f"credentials for {d.get('arn')}" if ev.ok else str(d.get("message", ""))
+    if ev.target == "s3":
+        return f"{d.get('action')}: {d.get('decision')}"
+    if ev.call == "GetCallerIdentity":
+        return str(d.get("arn", ""))
+    return ""
+
+
+def botocore_story(events: Sequence[TraceEvent]) -> str:
+    """What happened, step by step, in words, with the recorded facts (no secrets:
+    the access key id and the credentials' expiry are left out)."""
+    lines = []
+    n = 0
+    for ev in _sdk_view(events):
+        src, dst = lane_of(ev.source, ev.call), lane_of(ev.target, ev.call)
+        if src is None or dst is None:
+            continue
+        n += 1
+        result = "ok" if ev.ok else f"FAILED: {ev.outcome}"
+        lines.append(f"{n:>2}. {_MEANING.get(ev.call, ev.call)} [{result}]")
+        fact = _fact(ev)
+        if fact:
+            lines.append(f"    {mask_session(fact)}")
+    return "\n".join(lines)
+
+
+@contextmanager
+def broken_trust(lab: Any, how: str = "sub", *, role_name: str = ROLE_NAME) -> Iterator[str]:
+    """Break the role's trust policy for the duration of a ``with`` block.
+
+    ``how="sub"``: the ``sub`` condition names ``s3-read-only-sa`` (a typo);
+    ``how="aud"``: the ``aud`` condition expects ``sts.amazon.com``.
+    Yields a one-line description; the original policy is restored afterwards.
+    """
+    if how not in ("sub", "aud"):
+        raise ValueError(f"how must be 'sub' or 'aud', not {how!r}")
+    iam = lab.aws_client("iam")
+    original = json.dumps(iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"])
+    issuer = lab.endpoints["issuer"]
+    if how == "sub":
+        broken = trust_policy_text(issuer, service_account="s3-read-only-sa")
+        what = "sub condition expects system:serviceaccount:default:s3-read-only-sa"
+    else:
+        broken = trust_policy_text(issuer, audience="sts.amazon.com")
+        what = "aud condition expects sts.amazon.com"
+    iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=broken)
+    try:
+        yield what
+    finally:
+        iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=original)
+
+
+def upload(lab: Any, *, pod: str = POD_NAME, key: str = "hello.txt") -> Run:
+    """Try to write to the bucket from the pod (``aws s3api put-object``)."""
+    return recorded_run(
+        lab,
+        ["aws", "s3api", "put-object", "--bucket", BUCKET, "--key", key],
+        pod=pod,
+        cold_keys=False,
+    )

@@ -1,0 +1,93 @@
+"""Notebook 03's helpers: the playground's "try it for real" goes through the real chain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from irsa_lab import constants as C
+from irsa_lab.lessons import stage3
+from irsa_lab.session import Lab
+from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab, lab_clock
+from irsa_lab.ui.playground import PRESETS, Playground
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    stack = EmbeddedLab(
+        state_dir=tmp_path_factory.mktemp("stage3"), seed=DEFAULT_SEED, clock=lab_clock(True)
+    ).start()
+    lab = Lab(stack.endpoints.as_dict(), stack.state_dir, backend="embedded", embedded=stack)
+    yield lab
+    lab.close()
+
+
+@pytest.fixture
+def pg(lab: Lab) -> Playground:
+    return stage3.playground(lab)
+
+
+def _iam_state(lab: Lab) -> tuple[dict[str, object], list[str]]:
+    iam = lab.aws_client("iam")
+    policy = iam.get_role(RoleName=C.ROLE_NAME)["Role"]["AssumeRolePolicyDocument"]
+    providers = [
+        p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
+    ]
+    return policy, sorted(providers)
+
+
+def test_trying_each_preset_for_real_agrees_with_judge(pg: Playground) -> None:
+    checks = stage3.compare_presets(pg)
+    assert [c.preset for c in checks] == list(PRESETS)
+    for c in checks:
+        assert c.agree, (c.preset, c.predicted.text(), c.real.text())
+        assert c.real.code == pg.presets[c.preset].expected_code
+        assert c.real.source == stage3.REAL_SOURCE
+
+
+def test_trying_for_real_puts_iam_and_kubernetes_back_as_they_were(
+    lab: Lab, pg: Playground
+) -> None:
+    before = _iam_state(lab)
+    stage3.compare_presets(pg)
+    assert _iam_state(lab) == before
+    names = [ns.metadata.name for ns in lab.core.list_namespace().items]
+    assert "dev" not in names  # the "wrong namespace" preset made it, and removed it
+
+
+def test_a_denied_real_run_names_the_failed_sub_condition(pg: Playground) -> None:
+    pg.apply_preset("ServiceAccount typo")
+    real = pg.run_for_real()
+    assert real is not None and real.code == "AccessDenied" and real.http_status == 403
+    failed = [r for r in real.failed_conditions if r.operator == "StringEquals"]
+    assert [r.key.endswith(":sub") for r in failed] == [True]
+    summary = stage3.verdict_summary(real)
+    assert "failed condition: StringEquals" in summary
+    assert "system:serviceaccount:default:s3-readonly-sa" in summary
+
+
+def test_a_malformed_policy_is_refused_by_iam_in_both_verdicts(pg: Playground) -> None:
+    pg.policy_text = '{"Version": "2012-10-17", "Statement": ['
+    real = pg.run_for_real()
+    assert real is not None
+    assert (real.allowed, real.code) == (pg.verdict.allowed, pg.verdict.code)
+    assert real.code == "MalformedPolicyDocument"
+
+
+def test_the_broken_policy_denies_mypod_and_the_correct_one_lets_it_in(lab: Lab) -> None:
+    iam = lab.aws_client("iam")
+    broken = json.loads(stage3.broken_trust_policy(lab))
+    correct = json.loads(stage3.correct_trust_policy(lab))
+    assert stage3.trust_policy(lab) == correct
+    assert broken != correct
+    cond = broken["Statement"][0]["Condition"]["StringEquals"]
+    assert any(v == "system:serviceaccount:default:s3-read-only-sa" for v in cond.values())
+    iam.update_assume_role_policy(RoleName=C.ROLE_NAME, PolicyDocument=json.dumps(correct))
+
+
+def test_aws_cli_runs_as_the_administrator(lab: Lab) -> None:
+    done = stage3.aws_cli(lab, "sts", "get-caller-identity", "--query", "Arn", "--output", "text")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == C.ADMIN_USER_ARN

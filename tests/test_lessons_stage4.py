@@ -1,0 +1,124 @@
+"""Notebook 04's helpers: the sequence of a real STS exchange, read from the trace."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from irsa_lab import constants as C
+from irsa_lab.lessons import stage3, stage4
+from irsa_lab.session import Lab
+from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab, lab_clock
+from irsa_lab.ui import sequence
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    stack = EmbeddedLab(
+        state_dir=tmp_path_factory.mktemp("stage4"), seed=DEFAULT_SEED, clock=lab_clock(True)
+    ).start()
+    lab = Lab(stack.endpoints.as_dict(), stack.state_dir, backend="embedded", embedded=stack)
+    lab.create_pod(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": C.POD_NAME, "namespace": C.NAMESPACE},
+            "spec": {
+                "serviceAccountName": C.SERVICE_ACCOUNT,
+                "containers": [{"name": "mypod", "image": C.POD_IMAGE}],
+            },
+        }
+    )
+    yield lab
+    lab.close()
+
+
+def test_a_cold_run_shows_sts_fetching_discovery_and_jwks_before_s3(lab: Lab) -> None:
+    run = stage4.recorded_run(lab, ["aws", "s3", "ls"])
+    assert run.returncode == 0 and C.BUCKET in run.output
+    labels = [s.label for s in run.steps]
+    assert labels == [
+        "read token",
+        "AssumeRoleWithWebIdentity",
+        "parse token",
+        "find OIDC provider",
+        "GET openid-configuration",
+        "GET jwks",
+        "verify signature",
+        "check claims",
+        "evaluate trust policy",
+        "AssumeRoleWithWebIdentity reply",
+        "ListBuckets",
+    ]
+    assert all(s.ok for s in run.steps)
+    assert {s.target for s in run.steps} == set(sequence.LANES)
+
+
+def test_a_warm_run_uses_the_cached_keys(lab: Lab) -> None:
+    stage4.recorded_run(lab, ["aws", "s3", "ls"])
+    warm = stage4.recorded_run(lab, ["aws", "s3", "ls"], cold_keys=False)
+    assert "GET jwks" not in [s.label for s in warm.steps]
+
+
+def test_the_failed_run_diagram_differs_from_the_successful_one(lab: Lab) -> None:
+    ok = stage4.recorded_run(lab, ["aws", "s3", "ls"])
+    with stage4.broken_trust(lab, "sub"):
+        failed = stage4.recorded_run(lab, ["aws", "s3", "ls"])
+    assert "AccessDenied" in failed.output
+    bad = [s for s in failed.steps if not s.ok]
+    assert [(s.label, s.outcome) for s in bad] == [
+        ("evaluate trust policy", "AccessDenied"),
+        ("AssumeRoleWithWebIdentity reply", "AccessDenied"),
+    ]
+    assert "ListBuckets" not in [s.label for s in failed.steps]
+    ok_texts = sequence.figure_texts(sequence.sequence_figure(ok.steps))
+    bad_texts = sequence.figure_texts(sequence.sequence_figure(failed.steps))
+    assert ok_texts != bad_texts
+    assert any("FAILED: AccessDenied" in t for t in bad_texts)
+    assert not any("FAILED" in t for t in ok_texts)
+    assert "STS-xIAM" in sequence.mermaid(failed.steps)
+    # the trust policy is back
+    assert stage3.trust_policy(lab) == json.loads(stage3.correct_trust_policy(lab))
+
+
+def test_a_broken_audience_condition_is_also_access_denied(lab: Lab) -> None:
+    with stage4.broken_trust(lab, "aud") as what:
+        failed = stage4.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
+    assert "sts.amazon.com" in what
+    assert failed.returncode != 0 and "AccessDenied" in failed.output
+
+
+def test_the_story_tells_each_step_without_secrets(lab: Lab) -> None:
+    run = stage4.recorded_run(lab, ["aws", "sts", "get-caller-identity"])
+    story = stage4.botocore_story(run.events)
+    assert "fetched the issuer's discovery document" in story
+    assert "botocore-session-<digits>" in story
+    assert "ASIA" not in story
+    assert run.identity["Arn"].endswith(f"/{C.ROLE_NAME}/botocore-session-<digits>")
+
+
+def test_an_upload_is_refused_by_s3_not_sts(lab: Lab) -> None:
+    up = stage4.upload(lab)
+    assert up.returncode != 0
+    assert "AccessDenied" in up.output and "s3:PutObject" in up.output
+    last = up.steps[-1]
+    assert (last.target, last.ok, last.outcome) == ("S3", False, "AccessDenied")
+    assert all(s.ok for s in up.steps[:-1])
+
+
+def test_mask_session_hides_only_the_digits() -> None:
+    assert stage4.mask_session("x/botocore-session-1711548000 y") == "x/botocore-session-<digits> y"
+
+
+def test_broken_trust_refuses_an_unknown_way_to_break_it() -> None:
+    with pytest.raises(ValueError, match="'sub' or 'aud'"):
+        with stage4.broken_trust(None, "iss"):
+            pass
+
+
+def test_as_png_renders_a_figure_without_pyplot(lab: Lab) -> None:
+    run = stage4.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
+    image = stage4.as_png(sequence.sequence_figure(run.steps))
+    assert image.data[:8] == b"\x89PNG\r\n\x1a\n"
