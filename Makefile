@@ -20,8 +20,8 @@ lab: install
 	$(BIN)/irsa-lab lab
 
 lint: install
-	$(BIN)/ruff check irsa_lab tests bench
-	$(BIN)/ruff format --check irsa_lab tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # Unit and integration tests, then every guided notebook against its stored outputs.
