@@ -295,8 +295,10 @@ def test_kubectl_accepts_every_manifest_client_side(ca: LabCA) -> None:
         "unable to recognize" in p.stderr or "connection refused" in p.stderr
     ):
         pytest.skip(
-            "kubectl apply --dry-run=client still needs API discovery from a server to map "
-            f"kinds to resources, and there is none here: {p.stderr.strip().splitlines()[-1]}"
+            "kubectl apply --dry-run=client still needs API discovery from a cluster serving "
+            "apps/v1, rbac and admissionregistration to map kinds to resources; run this test "
+            "with a kind cluster up (`irsa-lab kind up`, which needs Docker and kind): "
+            f"{p.stderr.strip().splitlines()[-1]}"
         )
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("kind:") >= 10
