@@ -779,6 +779,12 @@ class ApiServer:
         async def close_session(_: web.Application) -> None:
             await self.dispatcher.close()
 
+        async def end_watches(_: web.Application) -> None:
+            # Runs before the runner waits for open requests: long-running watches
+            # end at once instead of holding the shutdown until its timeout.
+            self.store.close_watches()
+
+        app.on_shutdown.append(end_watches)
         app.on_cleanup.append(close_session)
         return app
 

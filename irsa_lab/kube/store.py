@@ -176,6 +176,9 @@ class Store:
 
     def __init__(self, history: int = 2000) -> None:
         self._objects: dict[Key, Obj] = {}
+        # The keys of each resource, so a list (admission lists the webhook
+        # configurations on every pod create) does not scan every stored pod.
+        self._keys: dict[str, set[Key]] = {}
         self._rv = 0
         self._lock = threading.Lock()
         self._history: deque[WatchEvent] = deque(maxlen=history)
@@ -205,9 +208,9 @@ class Store:
         """Copies of the objects of ``resource`` (in one namespace, or all), sorted, and the rv."""
         with self._lock:
             items = [
-                copy.deepcopy(o)
-                for (r, ns, _), o in self._objects.items()
-                if r == resource and (namespace is None or ns == namespace)
+                copy.deepcopy(self._objects[key])
+                for key in self._keys.get(resource, ())
+                if namespace is None or key[1] == namespace
             ]
             rv = self._rv
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
@@ -278,6 +281,7 @@ class Store:
         key = (resource, namespace, name)
         with self._lock:
             obj = self._objects.pop(key, None)
+            self._keys.get(key[0], set()).discard(key)
             if obj is None:
                 raise not_found(resource, name, group)
             self._rv += 1
@@ -292,6 +296,7 @@ class Store:
         obj = copy.deepcopy(obj)
         obj["metadata"]["resourceVersion"] = str(self._rv)
         self._objects[key] = obj
+        self._keys.setdefault(key[0], set()).add(key)
         self._emit(WatchEvent(kind, key[0], key[1], self._rv, copy.deepcopy(obj)))
         return copy.deepcopy(obj)
 
@@ -324,8 +329,10 @@ class Store:
         with self._lock:
             backlog: list[WatchEvent] = []
             if since is None:
-                for (r, ns, _), o in sorted(self._objects.items()):
-                    if r == resource and (namespace is None or ns == namespace) and accept(o):
+                for key in sorted(self._keys.get(resource, ())):
+                    r, ns, _ = key
+                    o = self._objects[key]
+                    if (namespace is None or ns == namespace) and accept(o):
                         backlog.append(
                             WatchEvent(
                                 "ADDED",
@@ -351,6 +358,16 @@ class Store:
                         backlog.append(ev)
             self._watchers.append(w)
         return Watch(self, w, backlog)
+
+    def close_watches(self) -> None:
+        """End every open watch: the server is shutting down, its clients will re-watch."""
+        with self._lock:
+            watchers = list(self._watchers)
+        for w in watchers:
+            try:
+                w.loop.call_soon_threadsafe(w.queue.put_nowait, None)
+            except RuntimeError:  # the watcher's loop is closed
+                continue
 
     def _unwatch(self, w: _Watcher) -> None:
         with self._lock:
