@@ -1,0 +1,689 @@
+"""irsa-lab benchmarks: one command (``make bench``), one table, written to docs/benchmarks.md.
+
+Every figure is measured in this run on this machine, except the rows about peers that
+cannot run here (kind, LocalStack, EKS): those cite a published figure with its source,
+or say there is none. Usage::
+
+    .venv/bin/python bench/run.py            # everything (about 5 minutes)
+    .venv/bin/python bench/run.py --quick    # smaller sizes, for a smoke run
+
+The moto comparison installs ``moto[server]`` into a throwaway venv, ``bench/.venv-moto``
+(never into the project's venv); when that fails the row says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import venv
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from irsa_lab import constants as C  # noqa: E402
+from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab, lab_clock  # noqa: E402
+from irsa_lab.trace import Trace  # noqa: E402
+
+MOTO_VENV = HERE / ".venv-moto"
+REPORT = ROOT / "docs" / "benchmarks.md"
+PACKAGES = (
+    "irsa-lab",
+    "aiohttp",
+    "boto3",
+    "botocore",
+    "awscli",
+    "kubernetes",
+    "cryptography",
+    "PyJWT",
+    "jupyterlab",
+    "nbclient",
+    "urllib3",
+)
+
+
+# --- small measuring tools ------------------------------------------------------------------
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def socket_fds() -> int:
+    """How many of this process's file descriptors are sockets."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                count += 1
+    return count
+
+
+def rss_mib(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Row:
+    what: str
+    result: str
+    note: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, what: str, result: str, note: str = "") -> None:
+        self.rows.append(Row(what, result, note))
+        print(f"  {what}: {result}" + (f"  ({note})" if note else ""), flush=True)
+
+
+@contextlib.contextmanager
+def embedded(tmp: Path, name: str, trace_limit: int = 10_000) -> Iterator[EmbeddedLab]:
+    stack = EmbeddedLab(
+        state_dir=tmp / name, seed=DEFAULT_SEED, clock=lab_clock(deterministic=True)
+    )
+    # A longer trace than the lessons keep, so every admission call of a run is timed.
+    stack.trace = Trace(stack.clock, limit=trace_limit)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def thread_local_clients(factory: Callable[[], Any]) -> Callable[[], Any]:
+    """One client per thread (boto3 and the kubernetes client are not shared across threads)."""
+    local = threading.local()
+    made: list[Any] = []
+    lock = threading.Lock()
+
+    def get() -> Any:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = factory()
+            with lock:
+                made.append(client)
+        return client
+
+    get.made = made  # type: ignore[attr-defined]
+    return get
+
+
+def run_concurrently(
+    threads: int, count: int, call: Callable[[int], None], warm: Callable[[], Any] | None = None
+) -> tuple[float, list[float]]:
+    """Run ``call(i)`` for i < count on ``threads`` threads; (wall seconds, latencies).
+
+    ``warm`` runs first on the same threads (so per-thread clients exist before timing).
+    """
+
+    def timed(i: int) -> float:
+        t = time.perf_counter()
+        call(i)
+        return time.perf_counter() - t
+
+    with ThreadPoolExecutor(threads) as pool:
+        if warm is not None:
+            barrier = threading.Barrier(threads)
+
+            def warm_one(_: int) -> None:
+                warm()
+                barrier.wait(60)  # every thread gets one: all clients made
+
+            list(pool.map(warm_one, range(threads)))
+        started = time.perf_counter()
+        latencies = list(pool.map(timed, range(count)))
+        return time.perf_counter() - started, latencies
+
+
+# --- the machine ----------------------------------------------------------------------------
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages: other work on the machine skews every figure."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def machine() -> list[tuple[str, str]]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return [
+        ("CPU", cpu),
+        ("cores (logical)", str(os.cpu_count())),
+        ("memory", mem),
+        ("OS", f"{platform.system()} {platform.release()}"),
+        ("load average at start (1, 5, 15 min)", load_average()),
+        ("Python", platform.python_version()),
+        ("packages", ", ".join(versions)),
+    ]
+
+
+# --- the benchmarks -------------------------------------------------------------------------
+
+
+def bench_start(report: Report, tmp: Path, starts: int) -> None:
+    times, stops = [], []
+    for i in range(starts):
+        stack = EmbeddedLab(
+            state_dir=tmp / f"start-{i}", seed=DEFAULT_SEED, clock=lab_clock(deterministic=True)
+        )
+        t = time.perf_counter()
+        stack.start()
+        times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        stack.stop()
+        stops.append(time.perf_counter() - t)
+    median = statistics.median(times)
+    verdict = "within" if median < 1.0 else "NOT within"
+    report.add(
+        f"embedded stack start, median of {starts}",
+        f"{ms(median)} (max {ms(max(times))})",
+        f"{verdict} the 1 s the issue asks for; stop takes {ms(statistics.median(stops))}",
+    )
+
+
+def bench_cycles(report: Report, tmp: Path, cycles: int) -> None:
+    gc.collect()
+    threads0, socks0 = threading.active_count(), socket_fds()
+    t = time.perf_counter()
+    for i in range(cycles):
+        stack = EmbeddedLab(
+            state_dir=tmp / "cycles", seed=DEFAULT_SEED, clock=lab_clock(deterministic=True)
+        )
+        stack.start()
+        stack.stop()
+        if i % 50 == 0:
+            print(f"    cycle {i}", flush=True)
+    took = time.perf_counter() - t
+    gc.collect()
+    threads1, socks1 = threading.active_count(), socket_fds()
+    leaked = threads1 - threads0, socks1 - socks0
+    report.add(
+        f"{cycles} start/stop cycles in one process",
+        f"{leaked[0]} threads and {leaked[1]} sockets left behind",
+        f"{took:.1f} s in all, {ms(took / cycles)} per cycle",
+    )
+
+
+def pod_body(i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"bench-{i}", "namespace": C.NAMESPACE},
+        "spec": {
+            "serviceAccountName": C.SERVICE_ACCOUNT,
+            "containers": [{"name": "app", "image": "amazon/aws-cli"}],
+        },
+    }
+
+
+def kube_factory(stack: EmbeddedLab) -> Callable[[], Any]:
+    def make() -> Any:
+        from kubernetes import client, config
+
+        return client.CoreV1Api(
+            config.new_client_from_config(config_file=stack.endpoints.kubeconfig)
+        )
+
+    return thread_local_clients(make)
+
+
+def close_kube(get: Callable[[], Any]) -> None:
+    for api in get.made:  # type: ignore[attr-defined]
+        api.api_client.close()
+
+
+def bench_pods(report: Report, tmp: Path, pods: int, threads: int) -> None:
+    with embedded(tmp, "pods", trace_limit=pods * 20) as stack:
+        core = kube_factory(stack)
+        wall, lat = run_concurrently(
+            threads,
+            pods,
+            lambda i: (
+                core()
+                .create_namespaced_pod(C.NAMESPACE, pod_body(i), _preload_content=False)
+                .read()
+            ),
+            warm=core,
+        )
+        admissions = [
+            e.duration_ms / 1000
+            for e in stack.trace.events()
+            if e.call == "AdmissionReview" and "round" in e.detail  # the API server's side
+        ]
+        stored = len(stack.apiserver.store.list("pods", C.NAMESPACE)[0])
+        close_kube(core)
+    report.add(
+        f"pod creation through the webhook, {pods} pods, {threads} kubernetes clients",
+        f"{pods / wall:.0f} pods/s; create p50 {ms(pct(lat, 50))}, p99 {ms(pct(lat, 99))}",
+        f"{stored} stored; admission call (API server -> webhook) p50 "
+        f"{ms(pct(admissions, 50))}, p99 {ms(pct(admissions, 99))}",
+    )
+
+
+def bench_token_request(report: Report, tmp: Path, count: int) -> None:
+    with embedded(tmp, "tokens") as stack:
+        core = kube_factory(stack)
+        body = {"spec": {"audiences": [C.DEFAULT_AUDIENCE], "expirationSeconds": 86400}}
+
+        def call(_: int) -> None:
+            core().create_namespaced_service_account_token(
+                C.SERVICE_ACCOUNT, C.NAMESPACE, body, _preload_content=False
+            ).read()
+
+        call(0)
+        _, lat = run_concurrently(1, count, call)
+        close_kube(core)
+    report.add(
+        f"TokenRequest (kubernetes client, sequential, {count} calls)",
+        f"p50 {ms(pct(lat, 50))}, p99 {ms(pct(lat, 99))}",
+        f"{count / sum(lat):.0f} tokens/s",
+    )
+
+
+def sts_factory(url: str, ca: str | bool) -> Callable[[], Any]:
+    def make() -> Any:
+        import boto3
+        import botocore
+        from botocore.config import Config
+
+        return boto3.session.Session(region_name=C.REGION).client(
+            "sts",
+            endpoint_url=url,
+            verify=ca,
+            config=Config(signature_version=botocore.UNSIGNED, max_pool_connections=2),
+        )
+
+    return thread_local_clients(make)
+
+
+def measure_sts(
+    url: str, ca: str | bool, token: str, seq: int, conc: int, threads: int
+) -> dict[str, float]:
+    sts = sts_factory(url, ca)
+
+    def call(i: int) -> None:
+        out = sts().assume_role_with_web_identity(
+            RoleArn=C.ROLE_ARN, RoleSessionName=f"bench-{i}", WebIdentityToken=token
+        )
+        assert out["Credentials"]["AccessKeyId"]
+
+    call(0)
+    _, lat = run_concurrently(1, seq, call)
+    wall, clat = run_concurrently(threads, conc, call, warm=sts)
+    return {
+        "p50": pct(lat, 50),
+        "p99": pct(lat, 99),
+        "seq_rate": seq / sum(lat),
+        "conc_rate": conc / wall,
+        "conc_p99": pct(clat, 99),
+    }
+
+
+def moto_server() -> tuple[Path | None, str]:
+    """The moto_server executable from bench/.venv-moto (created on first use)."""
+    exe = MOTO_VENV / "bin" / "moto_server"
+    if exe.exists():
+        return exe, ""
+    try:
+        venv.EnvBuilder(with_pip=True, clear=True).create(MOTO_VENV)
+        proc = subprocess.run(
+            [str(MOTO_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "moto[server]"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"could not create {MOTO_VENV.name}: {exc}"
+    if proc.returncode != 0 or not exe.exists():
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return None, f"pip install 'moto[server]' failed: {last[0]}"
+    return exe, ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bench_sts(
+    report: Report, tmp: Path, seq: int, conc: int, threads: int, with_moto: bool
+) -> None:
+    with embedded(tmp, "sts") as stack:
+        token = stack.issuer.issue(
+            namespace=C.NAMESPACE,
+            service_account=(C.SERVICE_ACCOUNT, "bench-sa-uid"),
+            audiences=[C.DEFAULT_AUDIENCE],
+            expiration_seconds=86400,
+        ).token
+        ours = measure_sts(
+            stack.endpoints.sts, stack.endpoints.ca_bundle, token, seq, conc, threads
+        )
+    report.add(
+        "STS AssumeRoleWithWebIdentity, irsa-lab (boto3, every check)",
+        f"p50 {ms(ours['p50'])}, p99 {ms(ours['p99'])}; {ours['seq_rate']:.0f} calls/s sequential",
+        f"{ours['conc_rate']:.0f} calls/s with {threads} threads ({conc} calls, p99 "
+        f"{ms(ours['conc_p99'])}); HTTPS",
+    )
+    exe, why = moto_server() if with_moto else (None, "skipped (--skip moto)")
+    if exe is None:
+        report.add("STS AssumeRoleWithWebIdentity, moto_server", "not measured", why)
+        return
+    port = free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            time.sleep(0.1)
+        moto = measure_sts(f"http://127.0.0.1:{port}", False, token, seq, conc, threads)
+    except Exception as exc:  # noqa: BLE001 - reported in the table
+        report.add("STS AssumeRoleWithWebIdentity, moto_server", "failed", repr(exc)[:200])
+        return
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    version = subprocess.run(
+        [str(MOTO_VENV / "bin" / "python"), "-c", "import moto; print(moto.__version__)"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    report.add(
+        f"STS AssumeRoleWithWebIdentity, moto_server {version} (validates nothing)",
+        f"p50 {ms(moto['p50'])}, p99 {ms(moto['p99'])}; {moto['seq_rate']:.0f} calls/s sequential",
+        f"{moto['conc_rate']:.0f} calls/s with {threads} threads; plain HTTP",
+    )
+    report.add(
+        "irsa-lab / moto ratio (AssumeRoleWithWebIdentity)",
+        f"latency p50 x{ours['p50'] / moto['p50']:.2f}; "
+        f"throughput x{ours['conc_rate'] / moto['conc_rate']:.2f}",
+        "below 1 for latency / above 1 for throughput means irsa-lab is faster",
+    )
+
+
+def bench_policy(report: Report, decisions: int) -> None:
+    from irsa_lab.aws.policy import RequestContext, evaluate, oidc_trust_context, parse_policy
+
+    issuer = "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
+    provider = f"arn:aws:iam::{C.ACCOUNT_ID}:oidc-provider/{issuer}"
+    trust = parse_policy(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {
+                            f"{issuer}:sub": f"system:serviceaccount:default:{C.SERVICE_ACCOUNT}",
+                            f"{issuer}:aud": C.DEFAULT_AUDIENCE,
+                        }
+                    },
+                }
+            ],
+        },
+        kind="trust",
+    )
+    ctx = oidc_trust_context(
+        provider,
+        {"sub": f"system:serviceaccount:default:{C.SERVICE_ACCOUNT}", "aud": [C.DEFAULT_AUDIENCE]},
+    )
+    s3 = parse_policy(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"},
+                {"Effect": "Deny", "Action": "s3:*", "Resource": "arn:aws:s3:::secret/*"},
+            ],
+        }
+    )
+    get = RequestContext(
+        action="s3:GetObject",
+        resource="arn:aws:s3:::aws-codebuild-output-test/x",
+        principal={"AWS": [C.ROLE_ARN]},
+    )
+    for label, policy, context in (("trust policy", trust, ctx), ("permission policy", s3, get)):
+        assert evaluate([("p", policy)], context).allowed
+        t = time.perf_counter()
+        for _ in range(decisions):
+            evaluate([("p", policy)], context)
+        per = (time.perf_counter() - t) / decisions
+        report.add(
+            f"policy evaluation, {label} (parsed once)",
+            f"{per * 1e6:.1f} µs per decision",
+            f"{decisions} decisions, with full explanation kept",
+        )
+
+
+def bench_notebooks(report: Report) -> None:
+    books = sorted(ROOT.glob("notebooks/[0-9]*.ipynb"))
+    if not books:
+        report.add("notebook execution", "no notebooks yet", "notebooks/[0-9]*.ipynb is empty")
+        return
+    import nbformat
+    from nbclient import NotebookClient
+
+    for book in books:
+        nb = nbformat.read(book, as_version=4)
+        t = time.perf_counter()
+        try:
+            NotebookClient(
+                nb,
+                timeout=600,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(book.parent)}},
+            ).execute()
+            outcome = f"{time.perf_counter() - t:.1f} s"
+            note = f"{len(nb.cells)} cells"
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            outcome = "failed"
+            note = f"{type(exc).__name__} after {time.perf_counter() - t:.1f} s"
+        report.add(f"notebook {book.name}", outcome, note)
+
+
+RSS_PROBE = """
+import json, sys
+sys.path.insert(0, {root!r})
+from pathlib import Path
+def rss():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+base = rss()
+import boto3, kubernetes, ipywidgets, matplotlib  # what a lesson's kernel has loaded
+libs = rss()
+import irsa_lab
+lab = irsa_lab.lab()
+lab.core.read_namespaced_service_account("{sa}", "default")
+lab.aws_client("sts").get_caller_identity()
+started = rss()
+print(json.dumps([base, libs, started]))
+from irsa_lab.session import reset_lab
+reset_lab()
+"""
+
+
+def bench_memory(report: Report) -> None:
+    code = RSS_PROBE.format(root=str(ROOT), sa=C.SERVICE_ACCOUNT)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        report.add("memory (RSS) with the lab running", "failed", proc.stderr.strip()[-200:])
+        return
+    base, libs, started = json.loads(proc.stdout.strip().splitlines()[-1])
+    report.add(
+        "memory (RSS) of a process with the lab running",
+        f"{started:.0f} MiB",
+        f"bare Python {base:.0f} MiB; with boto3, kubernetes, ipywidgets, matplotlib "
+        f"imported {libs:.0f} MiB; the lab adds {started - libs:.0f} MiB",
+    )
+
+
+PEERS = [
+    Row(
+        "peer: EKS control plane creation",
+        "about 15 minutes (average)",
+        "AWS, aws/containers-roadmap#1227 ('EKS cluster control plane provisioning time "
+        "currently averages 15 minutes'); cannot run here (no cloud account)",
+    ),
+    Row(
+        "peer: kind cluster start",
+        "no published figure",
+        "kind's docs give no start time; needs Docker, which this machine lacks "
+        "(`irsa-lab kind up` is the backend for learners who have it)",
+    ),
+    Row(
+        "peer: LocalStack start, STS AssumeRoleWithWebIdentity",
+        "no published figure",
+        "needs Docker; LocalStack publishes no start-up or STS latency figure we could source",
+    ),
+]
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def write_markdown(
+    report: Report, mach: list[tuple[str, str]], took: float, args: argparse.Namespace
+) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`.venv/bin/python bench/run.py`"
+        + (" --quick" if args.quick else "")
+        + f"); the whole run took {took:.0f} s. Every figure below was measured in that run",
+        "on the machine described here, except the rows marked *peer*, which cite their",
+        "source. Re-run it on your machine: the figures are only comparable within one run,",
+        f"and only as quiet as the machine was (load average at the end: {load_average()}).",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in mach],
+        "",
+        "## Results",
+        "",
+        "| what | result | notes |",
+        "|---|---|---|",
+        *[f"| {r.what} | {r.result} | {r.note} |" for r in [*report.rows, *PEERS]],
+        "",
+        "## How each figure is taken",
+        "",
+        "- *start*: `EmbeddedLab(seed=..., clock=ManualClock).start()` until it returns (all",
+        "  servers listening, scenario seeded, kubeconfig and endpoints.json written).",
+        "- *cycles*: threads (`threading.active_count()`) and socket file descriptors",
+        "  (`/proc/self/fd`) before the first start and after the last stop.",
+        "- *pods*: `CoreV1Api.create_namespaced_pod` from 16 threads, one client each, after",
+        "  a warm-up; the admission figure is the API server's own timing of each call to",
+        "  the pod identity webhook (`admission_log[*].duration_ms`). Each pod is also synced",
+        "  by the kubelet stand-in (its token signed and written) before the call returns.",
+        "- *STS*: boto3 `assume_role_with_web_identity` with a token from the lab's issuer;",
+        "  irsa-lab checks signature, issuer, audience, expiry and trust policy over HTTPS;",
+        "  moto_server accepts any token over plain HTTP. Both run in this run, same client",
+        "  code, same thread counts. Concurrent figures are bounded by the GIL of this one",
+        "  process holding both the clients and (for irsa-lab) the servers.",
+        "- *memory*: VmRSS of a fresh Python process after `irsa_lab.lab()` and one call to",
+        "  each side.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
+    parser.add_argument("--no-write", action="store_true", help="print only, do not write docs/")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated parts to skip, e.g. moto,notebooks"
+    )
+    args = parser.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    quick = args.quick
+    report = Report()
+    started = time.perf_counter()
+    mach = machine()
+    for k, v in mach:
+        print(f"{k}: {v}")
+    with tempfile.TemporaryDirectory(prefix="irsa-lab-bench-") as folder:
+        tmp = Path(folder)
+        print("measuring ...", flush=True)
+        bench_start(report, tmp, 10)
+        if "cycles" not in skip:
+            bench_cycles(report, tmp, 20 if quick else 200)
+        bench_pods(report, tmp, 200 if quick else 2000, 16)
+        bench_token_request(report, tmp, 100 if quick else 500)
+        bench_sts(
+            report, tmp, 100 if quick else 500, 400 if quick else 2000, 64, "moto" not in skip
+        )
+        bench_policy(report, 2000 if quick else 20000)
+        if "notebooks" not in skip:
+            bench_notebooks(report)
+        bench_memory(report)
+    took = time.perf_counter() - started
+    text = write_markdown(report, mach, took, args)
+    print()
+    print(text)
+    if not args.no_write:
+        REPORT.parent.mkdir(parents=True, exist_ok=True)
+        REPORT.write_text(text)
+        print(f"written to {REPORT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
