@@ -1,0 +1,212 @@
+"""What a check looks at: the real outcome, through the real clients.
+
+``whoami`` runs ``aws sts get-caller-identity`` inside the pod (``lab.exec``), exactly
+what a learner would type in ``kubectl exec``; ``pod_facts`` reads the stored pod with
+the ``kubernetes`` client; ``trust_allows`` asks the policy evaluator whether the role's
+trust policy (read back through boto3's IAM client) would let another identity in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import constants as C
+from ..aws.policy import evaluate, oidc_trust_context
+
+if TYPE_CHECKING:
+    from ..session import Lab
+
+_AWS_ERROR = re.compile(
+    r"An error occurred \((?P<code>[\w.]+)\) when calling the (?P<op>\w+) operation: (?P<msg>.*)"
+)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the SDK in a pod turned out to be, or why it could not be anybody.
+
+    ``role`` is the role name of an assumed-role ARN (the session name, which holds
+    random digits, is left out); ``error`` is AWS's error code, or ``NoCredentials``.
+    """
+
+    role: str | None = None
+    account: str | None = None
+    error: str | None = None
+    operation: str | None = None
+    message: str = ""
+
+    @property
+    def summary(self) -> str:
+        if self.role:
+            return f"runs as the role {self.role}"
+        if self.error == "NoCredentials":
+            return "finds no credentials at all"
+        if self.error:
+            return f"gets {self.error} from {self.operation or 'AWS'}: {self.message}"
+        return "did not answer: " + self.message
+
+
+class PodMissing(LookupError):
+    """Raised when the pod a check looks at does not exist."""
+
+
+def whoami(lab: Lab, pod: str = C.POD_NAME, namespace: str = C.NAMESPACE) -> Identity:
+    """Run ``aws sts get-caller-identity`` in the pod and say who it is."""
+    from ..pod import PodNotFound
+
+    argv = ["aws", "sts", "get-caller-identity", "--output", "json", "--region", C.REGION]
+    try:
+        done = lab.exec(pod, argv, namespace=namespace, timeout=60)
+    except PodNotFound as err:
+        raise PodMissing(str(err)) from err
+    if done.returncode == 0:
+        data = json.loads(done.stdout)
+        arn = str(data.get("Arn", ""))
+        parts = arn.split(":", 5)[-1].split("/")
+        role = parts[1] if parts[0] == "assumed-role" and len(parts) > 1 else arn
+        return Identity(role=role, account=str(data.get("Account")))
+    err_text = done.stderr.strip()
+    found = _AWS_ERROR.search(err_text)
+    if found:
+        return Identity(error=found["code"], operation=found["op"], message=found["msg"].strip())
+    if "Unable to locate credentials" in err_text:
+        return Identity(error="NoCredentials", message="Unable to locate credentials")
+    last = err_text.splitlines()[-1] if err_text else f"exit code {done.returncode}"
+    return Identity(error="Error", message=last)
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    """What the stored pod says about its first container's IRSA wiring."""
+
+    exists: bool
+    env: dict[str, str]
+    has_token_mount: bool
+    has_token_volume: bool
+    labels: dict[str, str]
+    service_account: str
+
+    @property
+    def mutated(self) -> bool:
+        return C.ENV_WEB_IDENTITY_TOKEN_FILE in self.env and self.has_token_mount
+
+
+def pod_facts(lab: Lab, pod: str = C.POD_NAME, namespace: str = C.NAMESPACE) -> PodFacts:
+    """Read the pod as the API server stores it (``kubectl get pod -o yaml``)."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        stored = lab.get_pod(pod, namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return PodFacts(False, {}, False, False, {}, "")
+        raise
+    spec = stored.get("spec", {})
+    container = (spec.get("containers") or [{}])[0]
+    env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or []}
+    mounts = {m.get("name") for m in container.get("volumeMounts") or []}
+    volumes = {v.get("name") for v in spec.get("volumes") or []}
+    return PodFacts(
+        True,
+        env,
+        C.TOKEN_VOLUME_NAME in mounts,
+        C.TOKEN_VOLUME_NAME in volumes,
+        dict(stored.get("metadata", {}).get("labels") or {}),
+        str(spec.get("serviceAccountName", "")),
+    )
+
+
+_IAM_CLIENTS: weakref.WeakKeyDictionary[Lab, Any] = weakref.WeakKeyDictionary()
+
+
+def iam(lab: Lab) -> Any:
+    """boto3's IAM client for the lab's administrator, made once per lab (it is slow to build)."""
+    client = _IAM_CLIENTS.get(lab)
+    if client is None:
+        client = _IAM_CLIENTS[lab] = lab.aws_client("iam")
+    return client
+
+
+def provider_arn(lab: Lab) -> str:
+    """The ARN of the cluster's IAM OIDC provider (whether or not it exists now)."""
+    host_path = str(lab.endpoints["issuer"]).removeprefix("https://")
+    return f"arn:aws:iam::{lab.endpoints['account_id']}:oidc-provider/{host_path}"
+
+
+def trust_policy(lab: Lab, role: str = C.ROLE_NAME) -> dict[str, Any]:
+    """The role's trust policy, read back with boto3 (``aws iam get-role``)."""
+    doc = iam(lab).get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+    if isinstance(doc, str):  # botocore decodes the URL-encoded JSON; be lenient
+        from urllib.parse import unquote
+
+        doc = json.loads(unquote(doc))
+    return dict(doc)
+
+
+def trust_allows(lab: Lab, sub: str, aud: str = C.DEFAULT_AUDIENCE) -> bool:
+    """Would the role's trust policy let a token with this ``sub`` and ``aud`` in?"""
+    ctx = oidc_trust_context(provider_arn(lab), {"sub": sub, "aud": aud})
+    return evaluate([("trust policy", trust_policy(lab))], ctx).allowed
+
+
+def service_account_annotations(
+    lab: Lab, name: str = C.SERVICE_ACCOUNT, namespace: str = C.NAMESPACE
+) -> dict[str, str]:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        sa = lab.get_service_account(name, namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return {}
+        raise
+    return dict(sa.get("metadata", {}).get("annotations") or {})
+
+
+def wait_for_webhook_cache(lab: Lab, namespace: str, name: str, timeout: float = 3.0) -> None:
+    """Wait until the webhook's ServiceAccount cache shows what the API server holds.
+
+    The webhook learns about ServiceAccounts through a watch, as upstream's informer
+    does; a set-up that annotates and then creates a pod at once must not race it.
+    """
+    stack = lab.embedded
+    if stack is None:
+        return
+    prefix = C.ANNOTATION_PREFIX + "/"
+    want = {
+        k: v
+        for k, v in service_account_annotations(lab, name, namespace).items()
+        if k.startswith(prefix)
+    }
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = stack.sa_cache.get(namespace, name)
+        if dict(seen or {}) == want:
+            return
+        time.sleep(0.01)
+
+
+def modify_instance_metadata_options(
+    lab: Lab, *, http_tokens: str | None = None, http_put_response_hop_limit: int | None = None
+) -> dict[str, Any]:
+    """The lab's ``aws ec2 modify-instance-metadata-options`` for the node.
+
+    ``http_tokens``: ``"optional"`` (IMDSv1 allowed) or ``"required"`` (IMDSv2 only);
+    ``http_put_response_hop_limit``: 1 keeps IMDSv2 answers from reaching containers.
+    Returns the node's options afterwards, named as EC2 names them.
+    """
+    settings = lab.require_embedded("changing the node's metadata options").imds_settings
+    if http_tokens is not None:
+        if http_tokens not in ("optional", "required"):
+            raise ValueError("http_tokens must be 'optional' or 'required'")
+        settings.http_tokens = http_tokens  # type: ignore[assignment]
+    if http_put_response_hop_limit is not None:
+        if not 1 <= http_put_response_hop_limit <= 64:
+            raise ValueError("http_put_response_hop_limit must be between 1 and 64")
+        settings.hop_limit = http_put_response_hop_limit
+    return {"HttpTokens": settings.http_tokens, "HttpPutResponseHopLimit": settings.hop_limit}

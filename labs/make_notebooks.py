@@ -1,0 +1,158 @@
+"""Write the lab notebooks from the exercise catalogue, then run each once to store its outputs.
+
+Usage (from the repository root):  .venv/bin/python labs/make_notebooks.py [--no-execute]
+
+The stored outputs come from a clean run as shipped: every check says "not solved yet".
+Progress of that run goes to a throw-away state directory, not the author's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from irsa_lab.labs import EXERCISES, Exercise
+
+HERE = Path(__file__).resolve().parent
+
+
+def md(text: str, tag: str | None = None) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_markdown_cell(text.strip())
+    if tag:
+        cell.metadata["tags"] = [tag]
+    return cell
+
+
+def code(text: str, tag: str) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(text.strip())
+    cell.metadata["tags"] = [tag]
+    return cell
+
+
+def notebook(ex: Exercise) -> nbformat.NotebookNode:
+    where = f"{ex.namespace}/{ex.pod}" if ex.namespace != "default" else ex.pod
+    cells = [
+        md(
+            f"""
+# Lab {ex.id}: {ex.title}
+
+*Link of the chain: {ex.stage}.*
+
+{ex.story}
+
+**Your goal:** {ex.goal}
+
+Fix it the way you would on a real cluster and account: the official `kubernetes`
+client (`lab.core`, what `kubectl` does) for the cluster, and boto3
+(`lab.aws_client("iam")`, what the `aws` CLI does) for IAM.
+""",
+            "story",
+        ),
+        code(
+            f"""
+import irsa_lab
+from irsa_lab import labs
+
+lab = irsa_lab.lab()        # the running lab (local, nothing to install)
+ex = labs.start("{ex.id}")       # breaks the chain on purpose
+""",
+            "setup",
+        ),
+        md(
+            f"""
+## What the pod sees
+
+The same as `kubectl exec {where} -- aws sts get-caller-identity`:
+""",
+            "symptom",
+        ),
+        code("ex.whoami()", "symptom"),
+        md(
+            f"""
+## Look around
+
+Some places to start (add cells as you like):
+
+- the pod as stored: `lab.get_pod("{ex.pod}", "{ex.namespace}")`
+- its ServiceAccount: `lab.get_service_account("s3-readonly-sa", "{ex.namespace}")`
+- the role's trust policy: `lab.aws_client("iam").get_role(RoleName="AmazonEKSPodS3ReadOnlyAccessRole")["Role"]["AssumeRolePolicyDocument"]`
+- the OIDC providers: `lab.aws_client("iam").list_open_id_connect_providers()`
+- the token in the pod: `lab.read_token("{ex.pod}", "{ex.namespace}")` (decode it with `irsa_lab.ui.decoder`)
+""",
+            "explore",
+        ),
+        md("## Your fix", "fix"),
+        code(
+            """
+# Your fix here: the kubernetes client (lab.core.patch_namespaced_service_account,
+# lab.core.delete_namespaced_pod, lab.core.create_namespaced_pod, ...) and boto3's IAM
+# client (lab.aws_client("iam").update_assume_role_policy, ...).
+""",
+            "fix",
+        ),
+        md("## Check\n\nRun it after each attempt: it runs the real thing in the pod.", "check"),
+        code("ex.check()", "check"),
+        md(
+            "## Hints\n\nThree levels: a nudge, the concept (with the notebook section to "
+            "reread), then the solution in words. Open them one at a time.",
+            "hints",
+        ),
+        code("ex.hints()", "hints"),
+        md(
+            f"""
+## Stuck, or done?
+
+The solution is kept out of this notebook (`labs/solutions/{ex.name}.py`). Uncomment a
+line to read it, or to run it. `ex.reset()` rebuilds the broken state so you can try
+again; `labs.progress()` shows all labs (kept across kernel restarts).
+""",
+            "solution",
+        ),
+        code(
+            f"""
+# labs.show_solution("{ex.id}")
+# labs.apply_solution("{ex.id}")
+# ex.reset()
+labs.progress()
+""",
+            "solution",
+        ),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["irsa_lab"] = {"exercise": ex.id}
+    return nb
+
+
+def execute(nb: nbformat.NotebookNode, cwd: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="irsa-lab-build-") as state:
+        old = os.environ.get("IRSA_LAB_STATE_DIR")
+        os.environ["IRSA_LAB_STATE_DIR"] = state
+        try:
+            NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+        finally:
+            if old is None:
+                os.environ.pop("IRSA_LAB_STATE_DIR", None)
+            else:
+                os.environ["IRSA_LAB_STATE_DIR"] = old
+
+
+def main(argv: list[str]) -> int:
+    for ex in EXERCISES:
+        nb = notebook(ex)
+        if "--no-execute" not in argv:
+            execute(nb, HERE)
+        path = HERE / f"{ex.name}.ipynb"
+        nbformat.write(nb, path)
+        print(f"wrote {path.relative_to(HERE.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
