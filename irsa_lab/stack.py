@@ -9,11 +9,13 @@ shows the same uids, names, keys and claims on every run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -338,6 +340,7 @@ class EmbeddedLab:
         )
         self.apiserver.on_pod_created.append(self.kubelet.sync_pod)
         self.apiserver.on_pod_deleted.append(self.kubelet.forget_pod)
+        self.apiserver.before_admission.append(self._webhook_caught_up)
 
         self._seed_kubernetes()
         self.loop.call(self.sa_cache.start())
@@ -386,6 +389,24 @@ class EmbeddedLab:
             )
             self.webhook_url = self.loop.serve("webhook", app, tls=self._tls).url
         return self.webhook_url
+
+    async def _webhook_caught_up(self, timeout: float = 5.0) -> None:
+        """Wait until the webhook's ServiceAccount cache has seen every ServiceAccount
+        change the API server holds (awaited before each pod's admission).
+
+        The webhook learns of ServiceAccounts through a watch, as upstream's informer
+        does, a moment after ``kubectl annotate``. On a cluster that moment has passed
+        long before anyone recreates the pod; a script that annotates and recreates at
+        once would race it here, where everything runs on one event loop. If the watch
+        is down (the webhook stopped), admission goes on after ``timeout``.
+        """
+        if not self.webhook_running:
+            return
+        items, _ = self.apiserver.store.list("serviceaccounts")
+        target = max((int(o["metadata"]["resourceVersion"]) for o in items), default=0)
+        deadline = time.monotonic() + timeout
+        while int(self.sa_cache.resource_version or 0) < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
 
     def _signing_key(self) -> SigningKey:
         if self.seed is not None:

@@ -19,7 +19,7 @@ import pytest
 from irsa_lab import constants as C
 from irsa_lab import labs
 from irsa_lab.labs import catalog
-from irsa_lab.labs.probes import provider_arn, trust_policy, wait_for_webhook_cache
+from irsa_lab.labs.probes import provider_arn, trust_policy
 from irsa_lab.session import Lab, lab, reset_lab
 
 
@@ -40,7 +40,6 @@ def _annotate(the_lab: Lab, annotations: dict[str, str | None], ns: str = C.NAME
     the_lab.core.patch_namespaced_service_account(
         C.SERVICE_ACCOUNT, ns, {"metadata": {"annotations": annotations}}
     )
-    wait_for_webhook_cache(the_lab, ns, C.SERVICE_ACCOUNT)
 
 
 def _put_trust(the_lab: Lab, policy: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .. import constants as C
 from ..aws.scenario import irsa_trust_policy
 from .probes import iam as iam_client
-from .probes import modify_instance_metadata_options, provider_arn, wait_for_webhook_cache
+from .probes import modify_instance_metadata_options, provider_arn
 
 if TYPE_CHECKING:
     from ..session import Lab
@@ -29,7 +29,6 @@ def restore_default(lab: Lab) -> None:
     _restore_kubernetes(lab)
     _restore_iam(lab)
     stack.aws.fetcher.invalidate()
-    wait_for_webhook_cache(lab, C.NAMESPACE, C.SERVICE_ACCOUNT)
 
 
 def _restore_kubernetes(lab: Lab) -> None:

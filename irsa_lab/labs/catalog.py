@@ -23,7 +23,6 @@ from .probes import (
     service_account_annotations,
     trust_allows,
     trust_policy,
-    wait_for_webhook_cache,
     whoami,
 )
 
@@ -99,7 +98,6 @@ def _set_trust(lab: Lab, conditions: dict[str, dict[str, Any]]) -> None:
 
 def _annotate(lab: Lab, annotations: dict[str, str | None], namespace: str = C.NAMESPACE) -> None:
     lab.annotate_service_account(C.SERVICE_ACCOUNT, annotations, namespace)
-    wait_for_webhook_cache(lab, namespace, C.SERVICE_ACCOUNT)
 
 
 # --- the checks' common steps ----------------------------------------------------------
@@ -231,7 +229,6 @@ def _setup_wrong_namespace(lab: Lab) -> None:
     except ApiException as err:
         if err.status != 409:
             raise
-    wait_for_webhook_cache(lab, ANALYTICS, C.SERVICE_ACCOUNT)
     lab.create_pod(pod_manifest(ANALYTICS))
 
 

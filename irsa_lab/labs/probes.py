@@ -168,29 +168,6 @@ def service_account_annotations(
     return dict(sa.get("metadata", {}).get("annotations") or {})
 
 
-def wait_for_webhook_cache(lab: Lab, namespace: str, name: str, timeout: float = 3.0) -> None:
-    """Wait until the webhook's ServiceAccount cache shows what the API server holds.
-
-    The webhook learns about ServiceAccounts through a watch, as upstream's informer
-    does; a set-up that annotates and then creates a pod at once must not race it.
-    """
-    stack = lab.embedded
-    if stack is None:
-        return
-    prefix = C.ANNOTATION_PREFIX + "/"
-    want = {
-        k: v
-        for k, v in service_account_annotations(lab, name, namespace).items()
-        if k.startswith(prefix)
-    }
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = stack.sa_cache.get(namespace, name)
-        if dict(seen or {}) == want:
-            return
-        time.sleep(0.01)
-
-
 def modify_instance_metadata_options(
     lab: Lab, *, http_tokens: str | None = None, http_put_response_hop_limit: int | None = None
 ) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,6 @@ __all__ = [
     "mypod_manifest",
     "probe_manifest",
     "skip_label_demo",
-    "wait_for_webhook_cache",
     "webhook_down_demo",
 ]
 
@@ -349,41 +347,8 @@ def admission_response_text(record: AdmissionRecord, *, patch_chars: int = 48) -
     return out
 
 
-# --- waiting for the webhook's view of a ServiceAccount ----------------------------------
-
-
-def wait_for_webhook_cache(
-    lab: Lab,
-    name: str,
-    annotations: Mapping[str, str | None],
-    *,
-    namespace: str = C.NAMESPACE,
-    timeout: float = 5.0,
-) -> None:
-    """Wait until the webhook's ServiceAccount cache shows ``annotations`` (None: absent).
-
-    The webhook learns of an annotation through a watch, a moment after ``kubectl
-    annotate``; a pod created in between would be mutated from the old view.
-    """
-    if lab.embedded is None:
-        time.sleep(1.0)  # kind: the real webhook's informer catches up within a moment
-        return
-    cache = lab.embedded.sa_cache
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cache.get(namespace, name)
-        if got is not None and all(
-            (got.get(k) == v) if v is not None else (k not in got) for k, v in annotations.items()
-        ):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the webhook's cache did not see {dict(annotations)} on {name}")
-        time.sleep(0.01)
-
-
 def _set_sa_annotations(lab: Lab, name: str, annotations: Mapping[str, str | None]) -> None:
     lab.annotate_service_account(name, annotations)
-    wait_for_webhook_cache(lab, name, annotations)
 
 
 # --- the explorer widget --------------------------------------------------------------------
@@ -552,7 +517,6 @@ def annotated_too_late(
     lab.core.create_namespaced_service_account(
         C.NAMESPACE, {"metadata": {"name": sa, "namespace": C.NAMESPACE}}
     )
-    wait_for_webhook_cache(lab, sa, {C.ROLE_ARN_ANNOTATION: None})
     manifest = mypod_manifest()
     manifest["metadata"]["name"] = pod
     manifest["spec"]["serviceAccountName"] = sa

@@ -25,10 +25,7 @@ equals[sub_key] = [
 ]
 iam.update_assume_role_policy(RoleName="AmazonEKSPodS3ReadOnlyAccessRole", PolicyDocument=json.dumps(policy))
 
-# 3. Recreate the pod so the webhook sees it (the annotation must reach the webhook first).
-import time
-
-time.sleep(0.2)
+# 3. Recreate the pod: the webhook only acts when a pod is created.
 manifest = {
     "apiVersion": "v1",
     "kind": "Pod",

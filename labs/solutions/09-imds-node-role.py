@@ -1,7 +1,6 @@
 # Solution of lab 09: give mypod its role (annotate, then recreate), and close the IMDS
 # path for pods without one: IMDSv2 only, hop limit 1
 # (aws ec2 modify-instance-metadata-options --http-tokens required --http-put-response-hop-limit 1).
-import time
 
 import irsa_lab
 from irsa_lab import labs
@@ -13,7 +12,6 @@ lab.core.patch_namespaced_service_account(
         "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/AmazonEKSPodS3ReadOnlyAccessRole"
     }}},
 )
-time.sleep(0.2)  # let the webhook's ServiceAccount watch see the annotation
 manifest = {
     "apiVersion": "v1",
     "kind": "Pod",
