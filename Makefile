@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lab test lint bench clean notebooks
+.PHONY: install lab test lint bench clean notebooks labs
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ notebooks: install
 	for nb in notebooks/[0-9]*.ipynb; do \
 	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
 	done
+
+# Regenerate the lab notebooks from the exercise catalogue, outputs from a clean run.
+labs: install
+	$(BIN)/python labs/make_notebooks.py
 
 bench: install
 	$(BIN)/python bench/run.py
