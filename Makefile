@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lab test lint bench clean notebooks labs
+.PHONY: install lab test lint bench clean notebooks labs export
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ notebooks: install
 # Regenerate the lab notebooks from the exercise catalogue, outputs from a clean run.
 labs: install
 	$(BIN)/python labs/make_notebooks.py
+
+# A static HTML copy of the notebooks with their widgets, readable offline.
+export: install
+	$(BIN)/python -m irsa_lab.export build/site
 
 bench: install
 	$(BIN)/python bench/run.py
