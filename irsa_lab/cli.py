@@ -213,19 +213,26 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def cmd_lab(args: argparse.Namespace) -> int:
+def jupyter_lab_command(extra: Sequence[str] = ()) -> list[str]:
+    """The ``jupyter lab`` command line ``irsa-lab lab`` runs (extra options last)."""
     root = Path(__file__).resolve().parents[1]
-    notebooks = root / "notebooks"
     cmd = [
         sys.executable,
         "-m",
-        "jupyter",
-        "lab",
-        f"--notebook-dir={root}",
+        "jupyterlab",
+        f"--ServerApp.root_dir={root}",
         "--ServerApp.ip=127.0.0.1",
     ]
-    if notebooks.exists():
-        cmd.append("--LabApp.default_url=/lab/tree/notebooks")
+    if (root / "notebooks" / "00-start-here.ipynb").exists():
+        cmd.append("--LabApp.default_url=/lab/tree/notebooks/00-start-here.ipynb")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # JupyterLab refuses to run as root without it (containers, CI machines).
+        cmd.append("--allow-root")
+    return [*cmd, *extra]
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    cmd = jupyter_lab_command(args.jupyter_args)
     env = dict(os.environ, IRSA_LAB_BACKEND=os.environ.get("IRSA_LAB_BACKEND", "embedded"))
     return subprocess.call(cmd, env=env)
 
@@ -371,7 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_exec)
 
     with_state(sub.add_parser("doctor", help="check the machine")).set_defaults(func=cmd_doctor)
-    sub.add_parser("lab", help="start JupyterLab on the notebooks").set_defaults(func=cmd_lab)
+    lab = sub.add_parser(
+        "lab", help="start JupyterLab on the notebooks (other options go to jupyter lab)"
+    )
+    lab.set_defaults(func=cmd_lab)
     kind = with_state(sub.add_parser("kind", help="the real-cluster backend (docs/kind.md)"))
     kind.add_argument(
         "action",
@@ -388,7 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "lab":
+        args.jupyter_args = extra  # e.g. --ServerApp.port=8899, passed to jupyter lab
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except CliError as err:
