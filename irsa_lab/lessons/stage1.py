@@ -384,8 +384,9 @@ class MutationExplorer(widgets.VBox):
         self.service_account = service_account
         self.pod_name = pod_name
         self.last: Mutation | None = None
-        style = {"description_width": "16em"}
-        wide = widgets.Layout(width="34em")
+        # Wide enough for the longest label, "SA eks.amazonaws.com/sts-regional-endpoints".
+        style = {"description_width": "24em"}
+        wide = widgets.Layout(width="44em")
         controls: list[widgets.Widget] = [
             widgets.Text(
                 description=f"SA {C.AUDIENCE_ANNOTATION}",

@@ -557,14 +557,19 @@ class Playground(widgets.VBox):
         )
         self.namespace_input = widgets.Text(value=namespace, description="namespace")
         self.service_account_input = widgets.Text(
-            value=service_account, description="ServiceAccount"
+            value=service_account,
+            description="ServiceAccount",
+            style={"description_width": "initial"},
         )
         self.audience_input = widgets.Text(value=audience, description="aud")
         self.issuer_input = widgets.Text(
             value=issuer, description="iss", layout=widgets.Layout(width="100%")
         )
         self.provider_box = widgets.Checkbox(
-            value=True, description="IAM OIDC provider registered for the cluster's issuer"
+            value=True,
+            description="IAM OIDC provider registered for the cluster's issuer",
+            indent=False,
+            layout=widgets.Layout(width="auto"),
         )
         self.preset_note = widgets.HTML()
         self.verdict_html = widgets.HTML()
