@@ -412,7 +412,11 @@ class MutationExplorer(widgets.VBox):
                 style=style,
                 layout=wide,
             ),
-            widgets.Checkbox(description=f"pod label {C.SKIP_WEBHOOK_LABEL}", indent=False),
+            widgets.Checkbox(
+                description=f"pod label {C.SKIP_WEBHOOK_LABEL}",
+                indent=False,
+                layout=widgets.Layout(width="auto"),
+            ),
         ]
         for control, trait in zip(
             controls,
