@@ -455,3 +455,35 @@ def test_two_hundred_pods_from_sixteen_threads_are_all_stored_and_mutated(
     assert len(pods) == 200 and len(webhook.received) == 200
     assert all(p["metadata"]["labels"] == {"mutated": "yes"} for p in pods)
     assert len({p["metadata"]["uid"] for p in pods}) == 200
+
+
+def test_check_response_treats_mistyped_warnings_or_audit_annotations_as_a_failed_call() -> None:
+    from irsa_lab.kube.admission import CallError, check_response
+
+    base = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}
+    for bad in (
+        {"warnings": True},
+        {"warnings": [1]},
+        {"auditAnnotations": ["x"]},
+        {"auditAnnotations": {"k": 1}},
+    ):
+        body = {**base, "response": {"uid": "u1", "allowed": True, **bad}}
+        with pytest.raises(CallError, match="cannot unmarshal"):
+            check_response(body, "u1", "v1")
+    ok = {
+        **base,
+        "response": {
+            "uid": "u1",
+            "allowed": True,
+            "warnings": ["w"],
+            "auditAnnotations": {"k": "v"},
+        },
+    }
+    assert check_response(ok, "u1", "v1")["warnings"] == ["w"]
+
+
+def test_webhook_warnings_become_one_line_warning_header_values() -> None:
+    from irsa_lab.kube.apiserver import _warning_value
+
+    assert _warning_value('say "hi"\r\nSet-Cookie: x') == '299 - "say \\"hi\\"  Set-Cookie: x"'
+    assert "\n" not in _warning_value("a\nb") and "\r" not in _warning_value("a\rb")

@@ -513,7 +513,28 @@ def check_response(body: Any, uid: str, version: str) -> AdmissionResponse:
             "failed to call webhook: json: cannot unmarshal into Go struct field "
             "AdmissionResponse.response.patch of type []uint8"
         )
+    # The server decodes the answer into Go types: a field of the wrong JSON type is an
+    # unmarshal error, that is, a failed call.
+    for field_name, go_type, ok in (
+        ("warnings", "[]string", _is_list_of_str(response.get("warnings"))),
+        ("auditAnnotations", "map[string]string", _is_str_map(response.get("auditAnnotations"))),
+    ):
+        if not ok:
+            raise CallError(
+                "failed to call webhook: json: cannot unmarshal into Go struct field "
+                f"AdmissionResponse.response.{field_name} of type {go_type}"
+            )
     return response  # type: ignore[return-value]
+
+
+def _is_list_of_str(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
+def _is_str_map(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    )
 
 
 def decode_patch(encoded: str) -> list[Obj]:

@@ -20,6 +20,7 @@ import hmac
 import inspect
 import json
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -137,6 +138,13 @@ _SYSTEM_META = (
     "managedFields",
     "selfLink",
 )
+
+
+def _warning_value(text: str) -> str:
+    """One ``Warning: 299 - "..."`` value: quotes and backslashes escaped, and control
+    characters (a webhook may send any) turned into spaces so the header stays one line."""
+    text = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+    return '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -1053,9 +1061,7 @@ class ApiServer:
             pod, warnings = await self.create_pod(namespace or "", body, dry_run=dry)
             headers = {}
             if warnings:
-                headers["Warning"] = ", ".join(
-                    '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"' for w in warnings
-                )
+                headers["Warning"] = ", ".join(_warning_value(w) for w in warnings)
             return self._json(pod, 201, headers=headers)
         raise method_not_allowed()
 
