@@ -36,6 +36,25 @@ class LabError(RuntimeError):
     """Raised when a lab cannot be started or reached; the message says what to do."""
 
 
+def close_api_client(api: Any) -> None:
+    """Close a ``kubernetes`` ApiClient and every socket it pooled.
+
+    urllib3 2 forgets its pools on ``clear()`` without closing their sockets, and the
+    last response keeps its socket's file object open; both are closed here first.
+    """
+    last = getattr(api, "last_response", None)
+    if last is not None and getattr(last, "urllib3_response", None) is not None:
+        last.urllib3_response.close()
+    api.last_response = None
+    pools = api.rest_client.pool_manager.pools
+    for key in list(pools.keys()):
+        pool = pools.get(key)
+        if pool is not None:
+            pool.close()
+    pools.clear()
+    api.close()
+
+
 class Lab:
     """Clients and views of a running lab, the same whatever the backend."""
 
@@ -231,7 +250,7 @@ class Lab:
 
     def close(self) -> None:
         if self._api is not None:
-            self._api.close()
+            close_api_client(self._api)
             self._api = None
         if self.embedded is not None:
             self.embedded.stop()

@@ -26,6 +26,7 @@ from irsa_lab.kube.apiserver import ApiServer
 from irsa_lab.kube.kubeconfig import write_kubeconfig
 from irsa_lab.kube.tokens import TokenIssuer
 from irsa_lab.pki import LabCA, SigningKey
+from irsa_lab.session import close_api_client
 from irsa_lab.trace import Trace
 
 ISSUER = "https://oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
@@ -56,20 +57,7 @@ class KubeLab:
     def close_clients(self) -> None:
         """Close every client's connection pool, so no socket outlives the test."""
         for api in self.clients:
-            # The last response keeps its socket's file object, so the fd stays open
-            # after the pool closes it; drop it first.
-            last = getattr(api, "last_response", None)
-            if last is not None and getattr(last, "urllib3_response", None) is not None:
-                last.urllib3_response.close()
-            api.last_response = None
-            pools = api.rest_client.pool_manager.pools
-            # urllib3 2 forgets pools on clear() without closing their sockets.
-            for key in list(pools.keys()):
-                pool = pools.get(key)
-                if pool is not None:
-                    pool.close()
-            pools.clear()
-            api.close()
+            close_api_client(api)
         self.clients.clear()
 
     def core(self) -> client.CoreV1Api:

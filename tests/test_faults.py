@@ -36,27 +36,10 @@ from irsa_lab.clock import ManualClock
 from irsa_lab.httpd import bind_socket
 from irsa_lab.kube.tokens import decode_unverified
 from irsa_lab.pki import SigningKey
-from irsa_lab.session import Lab
+from irsa_lab.session import Lab, close_api_client
 from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab, lab_clock
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def close_kube_client(lab: Lab) -> None:
-    """Close the kubernetes client's pooled sockets (urllib3 2 forgets them on clear())."""
-    api = lab._api
-    if api is None:
-        return
-    last = getattr(api, "last_response", None)
-    if last is not None and getattr(last, "urllib3_response", None) is not None:
-        last.urllib3_response.close()
-    api.last_response = None
-    pools = api.rest_client.pool_manager.pools
-    for key in list(pools.keys()):
-        pool = pools.get(key)
-        if pool is not None:
-            pool.close()
-    lab.close()
 
 
 @pytest.fixture
@@ -67,7 +50,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     try:
         yield the_lab
     finally:
-        close_kube_client(the_lab)
+        the_lab.close()
 
 
 def stack_of(lab: Lab) -> EmbeddedLab:
@@ -149,11 +132,7 @@ def create_under_load(
     for t in workers:
         t.join(120)
     for api in apis:
-        for key in list(api.rest_client.pool_manager.pools.keys()):
-            pool = api.rest_client.pool_manager.pools.get(key)
-            if pool is not None:
-                pool.close()
-        api.close()
+        close_api_client(api)
     assert fired.is_set()
     return results
 

@@ -73,7 +73,6 @@ __all__ = [
     "remove_client_id_from_open_id_connect_provider",
     "update_assume_role_policy",
     "update_role",
-    "xml_safe",
 ]
 
 # --- validation, worded as IAM words it ------------------------------------------
@@ -148,24 +147,6 @@ def _session_duration(value: int) -> int:
             f"Member must have value less than or equal to {MAX_ROLE_SESSION_DURATION_S}",
         )
     return value
-
-
-def xml_safe(error: AwsError) -> AwsError:
-    """``error`` with characters XML 1.0 cannot carry replaced, so the reply always parses.
-
-    Messages echo what the caller sent (an action name, a role name), and a fuzzed or
-    broken client can send control characters.
-    """
-    if not _XML_INVALID.search(error.message):
-        return error
-    return AwsError(
-        error.code,
-        _XML_INVALID.sub("\ufffd", error.message),
-        error.status,
-        sender=error.sender,
-        explanation=error.explanation,
-        detail=error.detail,
-    )
 
 
 def _tag_text(field: str, value: str, min_len: int, max_len: int) -> None:
@@ -982,7 +963,7 @@ def make_app(account: Account, *, trace: Trace, wall_clock: Clock) -> web.Applic
             response = xml_response(action, result, IAM_NS, request_id)
             outcome = "ok"
         except AwsError as err:
-            response = error_response(xml_safe(err), IAM_NS, request_id)
+            response = error_response(err, IAM_NS, request_id)
             outcome = err.code
             detail["message"] = err.message
             if "verdict" in err.detail:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 import string
 import time
 import zlib
@@ -594,16 +593,9 @@ def _range(spec: str, size: int) -> tuple[int, int] | None:
     return first, min(last, size - 1)
 
 
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-
-
 def _error_response(err: AwsError, request_id: str, resource: str) -> web.Response:
-    # Messages and resources echo the request path, which may carry %01-style control
-    # characters that XML 1.0 cannot hold: replace them so the reply always parses.
-    clean = AwsError(
-        err.code, _XML_INVALID.sub("\ufffd", err.message), err.status, sender=err.sender
-    )
-    body = s3_error_xml(clean, request_id, _XML_INVALID.sub("\ufffd", resource))
+    # s3_error_xml replaces what XML cannot hold (a path may carry %01-style characters).
+    body = s3_error_xml(err, request_id, resource)
     return web.Response(body=body, status=err.status, content_type="application/xml")
 
 
