@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lab test lint bench clean notebooks labs export
+.PHONY: install lab test lint bench clean notebooks labs export k8s-bin fidelity
 
 install: $(STAMP)
 
@@ -42,6 +42,16 @@ labs: install
 # A static HTML copy of the notebooks with their widgets, readable offline.
 export: install
 	$(BIN)/python -m irsa_lab.export build/site
+
+# The real etcd, kube-apiserver, controller manager, scheduler, kubectl and upstream pod
+# identity webhook, built from pinned sources (k8s-bin/*/go.sum) with Go into
+# $$IRSA_LAB_BIN_DIR (default ~/.cache/irsa-lab/bin); a second run does nothing.
+k8s-bin: install
+	$(BIN)/python -m irsa_lab.backends.binaries build
+
+# The stand-ins measured against the real programs; writes docs/fidelity.md.
+fidelity: k8s-bin
+	$(BIN)/python -m irsa_lab.fidelity docs/fidelity.md
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -1,0 +1,1 @@
+"""The backends that run the IRSA chain: embedded stand-ins, real Kubernetes (k8s), kind."""
