@@ -1131,11 +1131,19 @@ class ApiServer:
             since = int(since_text) if since_text not in ("", "0") else None
         except ValueError:
             raise bad_request("invalid timeoutSeconds or resourceVersion") from None
+        # A streaming list (sendInitialEvents=true, resourceVersionMatch=NotOlderThan, as
+        # client-go's informers send by default): the current state as ADDED events,
+        # then the initial-events-end BOOKMARK, then changes.
+        initial_events = q.get("sendInitialEvents", "").lower() == "true"
+        if initial_events:
+            since = None
         expired: ApiError | None = None
         watch = None
         if res not in (disc.EVENTS, disc.EVENTS_V1):
             try:
-                watch = self.store.watch(res.name, namespace, accept, since)
+                watch = self.store.watch(
+                    res.name, namespace, accept, since, initial_events_end=initial_events
+                )
             except ApiError as err:
                 expired = err
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})

@@ -26,6 +26,8 @@ from .status import ApiError, already_exists, bad_request, not_found
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (resource, namespace or "", name)
+# The annotation of the BOOKMARK that ends the initial events of a watch-list request.
+INITIAL_EVENTS_END_ANNOTATION = "k8s.io/initial-events-end"
 
 
 @dataclass(frozen=True)
@@ -316,13 +318,24 @@ class Store:
                     continue
 
     def watch(
-        self, resource: str, namespace: str | None, accept: Callable[[Obj], bool], since: int | None
+        self,
+        resource: str,
+        namespace: str | None,
+        accept: Callable[[Obj], bool],
+        since: int | None,
+        *,
+        initial_events_end: bool = False,
     ) -> Watch:
         """Open a watch; must be called on the loop that will consume it.
 
         ``since=None`` starts with a synthetic ``ADDED`` per existing object (what a
         real server does without a resourceVersion); otherwise the events after
         ``since`` are replayed, or a 410 ``Expired`` is raised when they are gone.
+        ``initial_events_end`` (with ``since=None``) closes the synthetic events with a
+        ``BOOKMARK`` annotated ``k8s.io/initial-events-end: "true"`` at the snapshot's
+        resourceVersion: the end-of-list marker of a ``sendInitialEvents=true`` watch,
+        which client-go's informers (WatchListClient, on by default since 1.35) wait
+        for before they count as synced.
         """
         loop = asyncio.get_running_loop()
         w = _Watcher(resource, namespace, accept, loop)
@@ -342,6 +355,14 @@ class Store:
                                 copy.deepcopy(o),
                             )
                         )
+                if initial_events_end:
+                    marker = {
+                        "metadata": {
+                            "resourceVersion": str(self._rv),
+                            "annotations": {INITIAL_EVENTS_END_ANNOTATION: "true"},
+                        }
+                    }
+                    backlog.append(WatchEvent("BOOKMARK", resource, "", self._rv, marker))
             else:
                 oldest = self._history[0].rv if self._history else self._rv + 1
                 if since < oldest - 1 and since < self._rv:

@@ -1,0 +1,1 @@
+"""Differential suites: the stand-ins and the real programs given the same inputs."""

@@ -1,0 +1,48 @@
+"""``make fidelity``: run every differential suite and write ``docs/fidelity.md``.
+
+``python -m irsa_lab.fidelity [OUT]`` exits 1 when a suite found a difference that is
+not accepted (a defect), 2 when the real programs are missing (the message names
+``make k8s-bin``), else 0.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ..backends import binaries
+from .report import SuiteResult, render
+
+
+def run_suites() -> list[SuiteResult]:
+    from . import webhook
+
+    results = []
+    for suite in (webhook,):
+        started = time.monotonic()
+        result = suite.run()
+        result.seconds = time.monotonic() - started
+        print(result.summary(), flush=True)
+        results.append(result)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0]) if args else Path("docs/fidelity.md")
+    absent = binaries.missing()
+    if absent:
+        print(
+            f"fidelity: {', '.join(absent)} not built: run `{binaries.GET_COMMAND}`",
+            file=sys.stderr,
+        )
+        return 2
+    results = run_suites()
+    out.write_text(render(results))
+    print(f"fidelity: wrote {out}")
+    return 1 if any(r.unexplained for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
