@@ -248,6 +248,55 @@ def bench_cli_up(report: Report, tmp: Path, starts: int) -> None:
     )
 
 
+def bench_k8s_start(report: Report, tmp: Path, starts: int) -> None:
+    """The k8s backend (real etcd, kube-apiserver, controllers, webhook) until ready,
+    against the embedded backend in the same run, as `irsa-lab up --detach` runs both.
+
+    Cold: the first start after the page cache was emptied of the programs (as far as a
+    non-root run can: `posix_fadvise(DONTNEED)` on each binary). Warm: the next starts.
+    """
+    from irsa_lab.backends import binaries
+
+    absent = binaries.missing()
+    if absent:
+        report.add(
+            "k8s backend start", "not measured", f"{', '.join(absent)} not built: `make k8s-bin`"
+        )
+        return
+
+    def up(backend: str, state: Path) -> float:
+        cli = [sys.executable, "-m", "irsa_lab.cli"]
+        t = time.perf_counter()
+        subprocess.run(
+            [*cli, "up", "--backend", backend, "--detach", "--state-dir", str(state)],
+            check=True,
+            capture_output=True,
+        )
+        took = time.perf_counter() - t
+        subprocess.run([*cli, "down", "--state-dir", str(state)], check=True, capture_output=True)
+        return took
+
+    for found in binaries.find_all().values():
+        if found is not None:
+            with open(found.path, "rb") as fh:
+                os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    cold = up("k8s", tmp / "k8s-cold")
+    warm = [up("k8s", tmp / f"k8s-{i}") for i in range(starts)]
+    embedded_up = [up("embedded", tmp / f"emb-{i}") for i in range(starts)]
+    w, e = statistics.median(warm), statistics.median(embedded_up)
+    report.add(
+        "`irsa-lab up --backend k8s --detach` until ready",
+        f"cold {ms(cold)}; warm median of {starts} {ms(w)}",
+        "etcd, kube-apiserver, controller manager, scheduler, upstream webhook and the AWS "
+        "stand-ins, until a probe pod comes back mutated",
+    )
+    report.add(
+        "k8s / embedded start ratio (same run)",
+        f"cold x{cold / e:.1f}; warm x{w / e:.1f}",
+        f"embedded `up --detach` median of {starts}: {ms(e)}",
+    )
+
+
 def bench_cycles(report: Report, tmp: Path, cycles: int) -> None:
     gc.collect()
     threads0, socks0 = threading.active_count(), socket_fds()
@@ -684,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
         print("measuring ...", flush=True)
         bench_start(report, tmp, 10)
         bench_cli_up(report, tmp, 10)
+        if "k8s" not in skip:
+            bench_k8s_start(report, tmp, 3 if quick else 5)
         if "cycles" not in skip:
             bench_cycles(report, tmp, 20 if quick else 200)
         bench_pods(report, tmp, 200 if quick else 2000, 16)

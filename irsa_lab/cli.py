@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 
@@ -77,12 +78,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise CliError(
             f"a lab is already running in {state} (pid {pid}); stop it with `irsa-lab down`"
         )
+    backend = _backend(args)
     if args.detach:
-        return _up_detached(state, args)
-    from .stack import EmbeddedLab
+        return _up_detached(state, args, backend)
+    lab = _make_lab(backend, state, args.seed)
+    try:
+        lab.start()
+    except Exception as err:
+        from .backends.k8s import K8sError
 
-    lab = EmbeddedLab(state_dir=state, seed=args.seed)
-    lab.start()
+        if isinstance(err, K8sError):
+            raise CliError(str(err)) from err
+        raise
     (state / "lab.pid").write_text(f"{os.getpid()}\n")
     print(lab.summary(), flush=True)
     try:
@@ -94,23 +101,55 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _up_detached(state: Path, args: argparse.Namespace) -> int:
+UP_BACKENDS = ("embedded", "k8s")
+
+
+def _backend(args: argparse.Namespace) -> str:
+    """``--backend``, else ``$IRSA_LAB_BACKEND`` when it names one ``up`` starts, else embedded."""
+    chosen = args.backend or os.environ.get("IRSA_LAB_BACKEND") or "embedded"
+    if chosen not in UP_BACKENDS:
+        if args.backend is None:
+            return "embedded"  # e.g. IRSA_LAB_BACKEND=running, meant for notebooks
+        raise CliError(
+            f"unknown backend {chosen!r}: `irsa-lab up` starts {' or '.join(UP_BACKENDS)}"
+        )
+    return chosen
+
+
+def _make_lab(backend: str, state: Path, seed: int | None) -> Any:
+    if backend == "k8s":
+        from .backends.k8s import K8sLab
+
+        return K8sLab(
+            state_dir=state, seed=seed, progress=lambda m: print(f"irsa-lab k8s: {m}", flush=True)
+        )
+    from .stack import EmbeddedLab
+
+    return EmbeddedLab(state_dir=state, seed=seed)
+
+
+def _up_detached(state: Path, args: argparse.Namespace, backend: str) -> int:
     state.mkdir(parents=True, exist_ok=True)
     (state / "endpoints.json").unlink(missing_ok=True)
     log = open(state / "lab.log", "wb")  # noqa: SIM115 - handed to the child
     cmd = [sys.executable, "-m", "irsa_lab.cli", "up", "--state-dir", str(state)]
+    cmd += ["--backend", backend]
     if args.seed is not None:
         cmd += ["--seed", str(args.seed)]
     child = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
     )
     log.close()
-    deadline = time.monotonic() + 30
+    limit = 180 if backend == "k8s" else 30
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if child.poll() is not None:
+            text = (state / "lab.log").read_text()
+            last = [ln for ln in text.splitlines() if ln.startswith("irsa-lab: ")]
+            if child.returncode == 2 and last:
+                raise CliError(last[-1].removeprefix("irsa-lab: "))
             raise CliError(
-                f"the lab exited during start-up; see {state / 'lab.log'}:\n"
-                + (state / "lab.log").read_text()[-2000:]
+                f"the lab exited during start-up; see {state / 'lab.log'}:\n" + text[-2000:]
             )
         if (state / "endpoints.json").exists() and _running_pid(state) == child.pid:
             print(f"irsa-lab: running in the background (pid {child.pid}); state in {state}")
@@ -120,7 +159,7 @@ def _up_detached(state: Path, args: argparse.Namespace) -> int:
             return 0
         time.sleep(0.05)
     child.terminate()
-    raise CliError(f"the lab did not come up within 30 s; see {state / 'lab.log'}")
+    raise CliError(f"the lab did not come up within {limit} s; see {state / 'lab.log'}")
 
 
 def _sd(state: Path) -> str:
@@ -129,17 +168,24 @@ def _sd(state: Path) -> str:
 
 def cmd_down(args: argparse.Namespace) -> int:
     state = _state_dir(args.state_dir)
+    from .backends.procs import kill_leftovers
+
     pid = _running_pid(state)
     if pid is None:
-        print(f"irsa-lab: no lab running in {state}")
+        left = kill_leftovers(state)
+        if left:
+            print(f"irsa-lab: stopped {len(left)} process(es) left behind in {state}")
+        else:
+            print(f"irsa-lab: no lab running in {state}")
         (state / "lab.pid").unlink(missing_ok=True)
         return 0
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline and _pid_alive(pid):
         time.sleep(0.05)
     if _pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
+    kill_leftovers(state)
     (state / "lab.pid").unlink(missing_ok=True)
     print(f"irsa-lab: stopped the lab in {state} (pid {pid})")
     return 0
@@ -356,8 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return sp
 
-    up = with_state(sub.add_parser("up", help="start the embedded stack"))
+    up = with_state(
+        sub.add_parser("up", help="start a lab (embedded stand-ins, or real Kubernetes)")
+    )
     up.add_argument("--detach", action="store_true", help="run in the background")
+    up.add_argument(
+        "--backend",
+        choices=UP_BACKENDS,
+        default=None,
+        help="embedded (default): stand-ins in one process; k8s: the real etcd, kube-apiserver, "
+        "controllers and webhook built by `make k8s-bin` (default: $IRSA_LAB_BACKEND, else embedded)",
+    )
     up.add_argument(
         "--seed",
         type=int,

@@ -155,6 +155,37 @@ def check_kind_backend(backend: str | None = None) -> list[Check]:
     return [backend_summary(checks)]
 
 
+def check_k8s_programs(backend: str | None = None) -> list[Check]:
+    """Each real program of the ``k8s`` backend: found or not, its version, where.
+
+    A missing program fails only when ``k8s`` is the backend in use; otherwise the
+    line says what it is for and the command that gets it.
+    """
+    from .backends import binaries
+
+    needed = (backend or os.environ.get("IRSA_LAB_BACKEND", "embedded")) == "k8s"
+    out = []
+    for name, program in binaries.PROGRAMS.items():
+        found = binaries.find(name)
+        label = f"k8s backend: {name}"
+        if found is None:
+            detail = f"{program.version} not built (`{binaries.GET_COMMAND}` builds it"
+            detail += (
+                ", needs Go)" if needed else "; only the k8s backend and make fidelity use it)"
+            )
+            out.append(Check(label, not needed, detail, binaries.GET_COMMAND))
+            continue
+        version = found.version_text()
+        ok = program.version.lstrip("v") in version
+        detail = f"{version} at {found.path}" + (
+            " (from KUBEBUILDER_ASSETS)" if found.source == "KUBEBUILDER_ASSETS" else ""
+        )
+        if not ok:
+            detail += f"; the lab pins {program.version}"
+        out.append(Check(label, ok or not needed, detail, binaries.GET_COMMAND))
+    return out
+
+
 def print_checks(checks: list[Check]) -> int:
     """Print checks as ``irsa-lab doctor`` does; 1 if any failed, else 0."""
     problems = 0
@@ -174,5 +205,6 @@ def run_checks(state: Path) -> list[Check]:
         *check_tools(),
         check_loopback(),
         check_state_dir(state),
+        *check_k8s_programs(),
         *check_kind_backend(),
     ]

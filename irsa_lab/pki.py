@@ -162,6 +162,30 @@ class LabCA:
         )
         return ServerCert(cert.public_bytes(serialization.Encoding.PEM), private_pem(key))
 
+    def issue_client(self, common_name: str, organizations: tuple[str, ...] = ()) -> ServerCert:
+        """A client certificate: the API server reads the user from CN, groups from O."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(attrs))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        return ServerCert(cert.public_bytes(serialization.Encoding.PEM), private_pem(key))
+
     def client_context(self) -> ssl.SSLContext:
         """A client context that trusts this CA only, with hostname checks on."""
         ctx = ssl.create_default_context(cadata=self.cert_pem.decode())

@@ -29,7 +29,7 @@ from .kube.kubelet import volume_dir
 if TYPE_CHECKING:
     from .stack import EmbeddedLab
 
-BACKENDS = ("embedded", "running", "kind")
+BACKENDS = ("embedded", "k8s", "running", "kind")
 
 
 class LabError(RuntimeError):
@@ -65,11 +65,14 @@ class Lab:
         *,
         backend: str,
         embedded: EmbeddedLab | None = None,
+        owned: Any = None,
     ) -> None:
         self.endpoints = dict(endpoints)
         self.state_dir = state_dir
         self.backend = backend
         self.embedded = embedded
+        # A stack this process started and stops on close (the k8s backend's).
+        self.owned = owned
         self._api: Any = None
 
     # -- Kubernetes ---------------------------------------------------------------------
@@ -254,6 +257,9 @@ class Lab:
             self._api = None
         if self.embedded is not None:
             self.embedded.stop()
+        if self.owned is not None:
+            self.owned.stop()
+            self.owned = None
 
 
 _current: Lab | None = None
@@ -276,6 +282,8 @@ def lab(
             raise LabError(f"unknown backend {chosen!r}: choose one of {', '.join(BACKENDS)}")
         if chosen == "embedded":
             _current = _start_embedded(state_dir, deterministic)
+        elif chosen == "k8s":
+            _current = _start_k8s(state_dir, deterministic)
         else:
             _current = _connect(chosen, state_dir)
         atexit.register(_close_current)
@@ -294,6 +302,19 @@ def _start_embedded(state_dir: Path | str | None, deterministic: bool) -> Lab:
         clock=lab_clock(deterministic),
     ).start()
     return Lab(stack.endpoints.as_dict(), stack.state_dir, backend="embedded", embedded=stack)
+
+
+def _start_k8s(state_dir: Path | str | None, deterministic: bool) -> Lab:
+    from .backends.k8s import K8sError, K8sLab
+    from .stack import DEFAULT_SEED
+
+    folder = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="irsa-lab-k8s-"))
+    stack = K8sLab(state_dir=folder, seed=DEFAULT_SEED if deterministic else None)
+    try:
+        stack.start()
+    except K8sError as err:
+        raise LabError(str(err)) from None
+    return Lab(stack.endpoints.as_dict(), stack.state_dir, backend="k8s", owned=stack)
 
 
 def _connect(backend: str, state_dir: Path | str | None) -> Lab:

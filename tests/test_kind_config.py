@@ -23,6 +23,7 @@ from irsa_lab.constants import (
     KIND_KEYS_CONTAINER_DIR,
 )
 from irsa_lab.kind.config import (
+    AUDIT_LOG_DIR,
     PLACEHOLDER_KEYS_DIR,
     api_server_args,
     kind_config,
@@ -118,12 +119,14 @@ def test_kubeadm_patch_has_no_api_version_and_uses_the_map_form(
 
 def test_key_folder_is_mounted_read_only_where_the_flags_point(tmp_path: Path) -> None:
     config = kind_config(keys_dir=tmp_path)
-    (mount,) = config["nodes"][0]["extraMounts"]
+    mount, audit = config["nodes"][0]["extraMounts"]
     assert mount == {
         "hostPath": str(tmp_path),
         "containerPath": KIND_KEYS_CONTAINER_DIR,
         "readOnly": True,
     }
+    # The audit log comes back to the host beside the keys (the lab's admission record).
+    assert audit == {"hostPath": str(tmp_path.parent / "audit"), "containerPath": AUDIT_LOG_DIR}
     # The apiserver static pod mounts /etc/kubernetes/pki: the keys must live below it.
     assert KIND_KEYS_CONTAINER_DIR.startswith("/etc/kubernetes/pki/")
     assert str(PLACEHOLDER_KEYS_DIR).startswith("/")
@@ -266,3 +269,24 @@ def test_ensure_keys_keeps_an_existing_key(tmp_path: Path, key: SigningKey) -> N
     write_keys(tmp_path, key)
     assert ensure_keys(tmp_path).kid == key.kid
     assert ensure_keys(tmp_path / "new").kid != key.kid
+
+
+def test_audit_policy_logs_pod_writes_at_request_level_and_nothing_else(tmp_path: Path) -> None:
+    from irsa_lab.kind.config import AUDIT_POLICY_PATH, audit_policy
+    from irsa_lab.kind.keys import ensure_keys
+
+    policy = audit_policy()
+    first, last = policy["rules"]
+    # Request level is the lowest that keeps the webhook's patch annotation.
+    assert first["level"] == "Request"
+    assert {"group": "", "resources": ["pods", "serviceaccounts", "serviceaccounts/token"]} in (
+        first["resources"]
+    )
+    assert last == {"level": "None"}
+    args = api_server_args(kind_config(keys_dir=tmp_path))
+    assert args["audit-policy-file"] == AUDIT_POLICY_PATH
+    assert args["audit-log-path"].startswith(AUDIT_LOG_DIR + "/")
+    # The key folder the node mounts carries the same policy file.
+    keys = ensure_keys(tmp_path / "keys")
+    written = yaml.safe_load((keys.folder / "audit-policy.yaml").read_text())
+    assert written == policy

@@ -125,3 +125,33 @@ def test_the_caller_header_names_the_trace_source(issuer: TokenIssuer) -> None:
 
     asyncio.run(go())
     assert trace.events()[0].source == "notebook"
+
+
+def test_a_whole_issuer_url_maps_to_a_server_that_serves_discovery_at_its_root() -> None:
+    # A real API server (kind, the k8s backend) serves discovery at its root, whatever
+    # the issuer's path is; the issuer URL, path included, must map to that root.
+    from irsa_lab.aws.errors import AwsError
+    from irsa_lab.aws.oidc_client import OidcKeyFetcher
+    from irsa_lab.clock import ManualClock
+    from irsa_lab.trace import Trace
+
+    issuer = "https://oidc.eks.eu-west-1.amazonaws.com/id/9F9455D9904B43490B195254C7B341E0"
+    clock = ManualClock(0)
+    fetcher = OidcKeyFetcher({issuer: "https://127.0.0.1:6443"}, None, clock, Trace(clock))
+    assert (
+        fetcher.local_url(issuer + "/.well-known/openid-configuration")
+        == "https://127.0.0.1:6443/.well-known/openid-configuration"
+    )
+    # A prefix matches on a path boundary only, and an origin key still works.
+    with pytest.raises(AwsError, match="IDPCommunicationError"):
+        fetcher.local_url(issuer + "X/.well-known/openid-configuration")
+    by_origin = OidcKeyFetcher(
+        {"https://oidc.eks.eu-west-1.amazonaws.com": "https://127.0.0.1:4000"},
+        None,
+        clock,
+        Trace(clock),
+    )
+    assert (
+        by_origin.local_url(issuer + "/keys")
+        == "https://127.0.0.1:4000/id/9F9455D9904B43490B195254C7B341E0/keys"
+    )

@@ -114,8 +114,8 @@ class _Cached:
 class OidcKeyFetcher:
     """Fetches and caches issuers' JWKS over HTTPS, as STS does.
 
-    ``resolve`` maps ``scheme://host[:port]`` of an issuer to a local base URL
-    (``{"https://oidc.eks.eu-west-1.amazonaws.com": "https://127.0.0.1:43123"}``).
+    ``resolve`` maps ``scheme://host[:port]`` of an issuer, or a whole issuer URL, to a
+    local base URL (``{"https://oidc.eks.eu-west-1.amazonaws.com": "https://127.0.0.1:43123"}``).
     An issuer with no mapping is fetched as-is only when it is on loopback.
     ``ssl_context`` must trust the lab CA; ``ttl`` (seconds of ``clock``) bounds
     how long keys are reused; ``timeout`` bounds each request.
@@ -173,23 +173,30 @@ class OidcKeyFetcher:
 
     # -- internals ------------------------------------------------------------------
     def local_url(self, url: str) -> str:
-        """``url`` with its scheme and host replaced as ``resolve`` says.
+        """``url`` with the longest matching ``resolve`` prefix replaced.
 
-        Raises IDPCommunicationError, without any network attempt, for a URL that
-        is neither mapped nor on loopback, or that is not HTTPS.
+        A ``resolve`` key is an origin (``https://oidc.eks.eu-west-1.amazonaws.com``) or
+        a whole issuer URL with its path (``https://oidc.eks.../id/ABC``, as a real
+        API server's discovery document lives at its root, not under the issuer's
+        path); it matches ``url`` itself or ``url`` followed by ``/``. Raises
+        IDPCommunicationError, without any network attempt, for a URL that is neither
+        mapped nor on loopback, or that is not HTTPS.
         """
         parts = urlsplit(url)
         base = f"{parts.scheme}://{parts.netloc}"
-        target = self.resolve.get(base)
-        if target is not None:
-            out = target.rstrip("/") + url[len(base) :]
-        elif _is_loopback(parts.hostname):
+        out = None
+        for prefix in sorted(self.resolve, key=len, reverse=True):
+            p = prefix.rstrip("/")
+            if url == p or url.startswith(p + "/"):
+                out = self.resolve[prefix].rstrip("/") + url[len(p) :]
+                break
+        if out is None:
+            if not _is_loopback(parts.hostname):
+                raise idp_unreachable(
+                    f"{base} is not reachable from this lab (no mapping to a local server)",
+                    url=url,
+                )
             out = url
-        else:
-            raise idp_unreachable(
-                f"{base} is not reachable from this lab (no mapping to a local server)",
-                url=url,
-            )
         if urlsplit(out).scheme != "https":
             raise idp_unreachable(
                 f"{url} is not an HTTPS URL; STS only fetches over HTTPS", url=url

@@ -47,6 +47,10 @@ KIND_API_VERSION = "kind.x-k8s.io/v1alpha4"
 # kind needs an absolute host path, which only exists once `irsa-lab kind up` runs.
 PLACEHOLDER_KEYS_DIR = Path("/ABSOLUTE/PATH/TO/IRSA_LAB_STATE/kind/keys")
 SIGNING_KEY_PATH = f"{KIND_KEYS_CONTAINER_DIR}/{KIND_SIGNING_KEY_FILE}"
+AUDIT_POLICY_FILE = "audit-policy.yaml"  # written beside the keys, so it rides their mount
+AUDIT_POLICY_PATH = f"{KIND_KEYS_CONTAINER_DIR}/{AUDIT_POLICY_FILE}"
+AUDIT_LOG_DIR = "/var/log/kubernetes/audit"  # in the node; mounted from <state>/kind/audit
+AUDIT_LOG_FILE = "audit.log"
 PUBLIC_KEY_PATH = f"{KIND_KEYS_CONTAINER_DIR}/{KIND_PUBLIC_KEY_FILE}"
 _DIGEST = re.compile(r"^kindest/node:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}$")
 
@@ -78,6 +82,35 @@ def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _LiteralDumper.add_representer(str, _str_presenter)
 
 
+def audit_policy() -> dict[str, Any]:
+    """The API server's audit policy, the same on kind and on the ``k8s`` backend.
+
+    ``Request`` level for what the lab shows: writes to pods (the admission webhooks'
+    ``mutation.webhook.admission.k8s.io/*`` and ``patch.webhook.admission.k8s.io/*``
+    annotations, the patch itself only at ``Request`` or above), ServiceAccounts and
+    their TokenRequests. Nothing else is logged, so the log stays small.
+    """
+    return {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": [
+            {
+                "level": "Request",
+                "verbs": ["create", "update", "patch", "delete"],
+                "resources": [
+                    {"group": "", "resources": ["pods", "serviceaccounts", "serviceaccounts/token"]}
+                ],
+            },
+            {"level": "None"},
+        ],
+    }
+
+
+def audit_policy_text() -> str:
+    return yaml.safe_dump(audit_policy(), sort_keys=False)
+
+
 def cluster_configuration_patch(
     *,
     issuer: str = KIND_ISSUER,
@@ -94,7 +127,17 @@ def cluster_configuration_patch(
                 "service-account-key-file": PUBLIC_KEY_PATH,
                 "service-account-signing-key-file": SIGNING_KEY_PATH,
                 "api-audiences": ",".join(api_audiences),
-            }
+                "audit-policy-file": AUDIT_POLICY_PATH,
+                "audit-log-path": f"{AUDIT_LOG_DIR}/{AUDIT_LOG_FILE}",
+            },
+            "extraVolumes": [
+                {
+                    "name": "irsa-lab-audit",
+                    "hostPath": AUDIT_LOG_DIR,
+                    "mountPath": AUDIT_LOG_DIR,
+                    "pathType": "DirectoryOrCreate",
+                }
+            ],
         },
         # The controller manager signs legacy Secret-based tokens; with kubeadm's own
         # sa.key it would sign with a key the API server no longer trusts.
@@ -132,7 +175,9 @@ def kind_config(
                         "hostPath": str(keys_dir),
                         "containerPath": KIND_KEYS_CONTAINER_DIR,
                         "readOnly": True,
-                    }
+                    },
+                    # The audit log, readable from the host (the lab's admission record).
+                    {"hostPath": str(keys_dir.parent / "audit"), "containerPath": AUDIT_LOG_DIR},
                 ],
             }
         ],

@@ -84,10 +84,17 @@ def load_keys(folder: Path) -> KindKeys:
 
 
 def ensure_keys(folder: Path) -> KindKeys:
-    """The keys in ``folder``, made first if there are none."""
-    if (folder / KIND_SIGNING_KEY_FILE).exists():
-        return load_keys(folder)
-    return write_keys(folder)
+    """The keys in ``folder``, made first if there are none.
+
+    The folder is what the node mounts under ``/etc/kubernetes/pki``, so the API
+    server's audit policy is written beside the keys too.
+    """
+    from .config import AUDIT_POLICY_FILE, audit_policy_text
+
+    keys = load_keys(folder) if (folder / KIND_SIGNING_KEY_FILE).exists() else write_keys(folder)
+    (folder / AUDIT_POLICY_FILE).write_text(audit_policy_text())
+    (folder.parent / "audit").mkdir(exist_ok=True)
+    return keys
 
 
 def main(argv: list[str] | None = None) -> int:

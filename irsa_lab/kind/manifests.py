@@ -201,14 +201,29 @@ def webhook_manifests(
 
 
 def mutating_webhook_configuration(
-    *, ca_pem: bytes, namespace: str = KIND_WEBHOOK_NAMESPACE
+    *, ca_pem: bytes, namespace: str = KIND_WEBHOOK_NAMESPACE, url: str | None = None
 ) -> Manifest:
     """Upstream's ``deploy/mutatingwebhook.yaml``, with the lab CA in ``caBundle``.
 
     The webhook keeps EKS's name (``iam-for-pods.amazonaws.com``, as in the article);
     everything else is upstream's, including ``failurePolicy: Ignore``: a webhook that
     is down admits pods unmutated, which is why ``kind up`` waits for a mutated probe.
+
+    ``url`` replaces ``clientConfig.service`` (the ``k8s`` backend: no kube-proxy routes
+    a Service there, so the API server calls the webhook on loopback directly).
     """
+    client_config: dict[str, Any] = (
+        {"url": url}
+        if url is not None
+        else {
+            "service": {
+                "name": KIND_WEBHOOK_SERVICE,
+                "namespace": namespace,
+                "path": WEBHOOK_MUTATE_PATH,
+                "port": WEBHOOK_PORT,
+            }
+        }
+    )
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
@@ -216,15 +231,7 @@ def mutating_webhook_configuration(
         "webhooks": [
             {
                 "name": WEBHOOK_NAME,
-                "clientConfig": {
-                    "service": {
-                        "name": KIND_WEBHOOK_SERVICE,
-                        "namespace": namespace,
-                        "path": WEBHOOK_MUTATE_PATH,
-                        "port": WEBHOOK_PORT,
-                    },
-                    "caBundle": _b64(ca_pem),
-                },
+                "clientConfig": {**client_config, "caBundle": _b64(ca_pem)},
                 "rules": [
                     {
                         "operations": ["CREATE"],

@@ -21,9 +21,25 @@ USER = "irsa-lab-admin"
 
 
 def kubeconfig(
-    server: str, ca_pem: bytes, token: str, *, namespace: str = NAMESPACE
+    server: str,
+    ca_pem: bytes,
+    token: str | None = None,
+    *,
+    namespace: str = NAMESPACE,
+    client_cert_pem: bytes | None = None,
+    client_key_pem: bytes | None = None,
 ) -> dict[str, Any]:
-    """The kubeconfig as a dict (``apiVersion: v1``, ``kind: Config``)."""
+    """The kubeconfig as a dict (``apiVersion: v1``, ``kind: Config``).
+
+    The user authenticates with a bearer ``token`` or, as kubeadm's ``admin.conf``
+    does, with a client certificate and key.
+    """
+    user: dict[str, str] = {}
+    if token is not None:
+        user["token"] = token
+    if client_cert_pem is not None and client_key_pem is not None:
+        user["client-certificate-data"] = base64.b64encode(client_cert_pem).decode("ascii")
+        user["client-key-data"] = base64.b64encode(client_key_pem).decode("ascii")
     return {
         "apiVersion": "v1",
         "kind": "Config",
@@ -36,7 +52,7 @@ def kubeconfig(
                 },
             }
         ],
-        "users": [{"name": USER, "user": {"token": token}}],
+        "users": [{"name": USER, "user": user}],
         "contexts": [
             {
                 "name": CONTEXT,
@@ -49,10 +65,25 @@ def kubeconfig(
 
 
 def write_kubeconfig(
-    path: Path | str, server: str, ca_pem: bytes, token: str, *, namespace: str = NAMESPACE
+    path: Path | str,
+    server: str,
+    ca_pem: bytes,
+    token: str | None = None,
+    *,
+    namespace: str = NAMESPACE,
+    client_cert_pem: bytes | None = None,
+    client_key_pem: bytes | None = None,
 ) -> Path:
     """Write the kubeconfig to ``path`` (0600) and return the path."""
     path = Path(path)
-    text = yaml.safe_dump(kubeconfig(server, ca_pem, token, namespace=namespace), sort_keys=False)
+    doc = kubeconfig(
+        server,
+        ca_pem,
+        token,
+        namespace=namespace,
+        client_cert_pem=client_cert_pem,
+        client_key_pem=client_key_pem,
+    )
+    text = yaml.safe_dump(doc, sort_keys=False)
     write_secret(path, text.encode())
     return path
