@@ -244,6 +244,53 @@ def test_kind_up_aws_side_assumes_the_role_with_a_token_the_real_api_server_sign
         handle.stop()
 
 
+def test_the_real_api_server_accepts_every_kind_manifest(
+    k8s: tuple[Path, dict[str, str]],
+) -> None:
+    # What `irsa-lab kind up` applies, judged by kube-apiserver v1.36.1 itself: schema,
+    # defaulting, RBAC and admission (a server-side dry run changes nothing).
+    from irsa_lab.kind.manifests import (
+        discovery_rbac,
+        issue_serving_cert,
+        probe_pod,
+        scenario_manifests,
+        to_yaml,
+        webhook_manifests,
+    )
+    from irsa_lab.pki import LabCA
+
+    ca = LabCA.create()
+    manifests = [
+        *discovery_rbac(),
+        *scenario_manifests(),
+        *webhook_manifests(ca=ca, serving=issue_serving_cert(ca)),
+        probe_pod(),
+    ]
+    # The backend's own configuration (clientConfig.url) has this name; the kind one
+    # (clientConfig.service) is judged under another, so apply does not merge the two.
+    for m in manifests:
+        if m["kind"] == "MutatingWebhookConfiguration":
+            m["metadata"]["name"] = "pod-identity-webhook-kind"
+    _, env = k8s
+    p = subprocess.run(
+        ["kubectl", "apply", "--dry-run=server", "-o", "name", "-f", "-"],
+        input=to_yaml(manifests),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    names = p.stdout.split()
+    assert len(names) == len(manifests)
+    assert "deployment.apps/pod-identity-webhook" in names
+    assert (
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/pod-identity-webhook-kind"
+        in names
+    )
+
+
 def test_down_stops_every_process_and_frees_every_port(tmp_path: Path) -> None:
     run(
         [*IRSA_LAB, "up", "--backend", "k8s", "--detach", "--state-dir", str(tmp_path)], timeout=240

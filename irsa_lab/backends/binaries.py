@@ -66,6 +66,9 @@ def _kube_ldflags(version: str) -> tuple[str, ...]:
             f"-X {pkg}.gitMajor={major}",
             f"-X {pkg}.gitMinor={minor}",
             f"-X {pkg}.gitTreeState=clean",
+            # The module proxy does not carry the tag's commit; say so rather than
+            # leave the "$Format:%H$" placeholder.
+            f"-X {pkg}.gitCommit=unknown",
             f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
         ]
     return tuple(stamp)
