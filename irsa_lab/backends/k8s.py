@@ -336,6 +336,8 @@ class K8sLab:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads fork here
+                # Ctrl-C in a terminal reaches the lab only, which stops them in order.
+                start_new_session=True,
             )
         proc = _Proc(name, popen, log)
         self.procs.append(proc)
