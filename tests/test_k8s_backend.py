@@ -361,3 +361,30 @@ def test_a_second_build_does_nothing(capsys: pytest.CaptureFixture[str]) -> None
     assert binaries.build() == []
     out = capsys.readouterr().out
     assert out.count("up to date") == len(binaries.PROGRAMS)
+
+
+def test_a_port_in_use_is_one_line_naming_the_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from irsa_lab.backends import k8s as k8s_mod
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    calls = iter(range(100))
+    real_free_port = k8s_mod._free_port
+
+    def free_port() -> int:
+        # etcd's two ports, then the API server's: that one is taken.
+        return taken if next(calls) == 2 else real_free_port()
+
+    monkeypatch.setattr(k8s_mod, "_free_port", free_port)
+    try:
+        with pytest.raises(k8s_mod.K8sError) as err:
+            k8s_mod.K8sLab(state_dir=tmp_path).start()
+    finally:
+        holder.close()
+    (line,) = str(err.value).splitlines()
+    assert f"kube-apiserver could not listen on 127.0.0.1:{taken}: the port is in use" in line
+    assert not (tmp_path / "k8s" / "etcd").exists()  # what started was stopped

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import signal
 import socket
@@ -353,9 +354,12 @@ class K8sLab:
             if proc is not None and proc.popen.poll() is not None:
                 tail = proc.tail()
                 if "address already in use" in tail:
+                    taken = re.search(r"(127\.0\.0\.1:\d+)[^\n]*address already in use", tail)
+                    where = taken.group(1) if taken else "its port"
                     raise K8sError(
-                        f"{proc.name} could not listen: a port is in use ({proc.log}); "
-                        "start again, or stop what holds the port"
+                        f"{proc.name} could not listen on {where}: the port is in use; "
+                        f"start again (a new port is chosen) or stop what holds it "
+                        f"(`ss -ltnp` shows it); log: {proc.log}"
                     )
                 raise K8sError(
                     f"{proc.name} exited with code {proc.popen.returncode} while {what}; "
