@@ -388,3 +388,21 @@ def test_a_port_in_use_is_one_line_naming_the_port(
     (line,) = str(err.value).splitlines()
     assert f"kube-apiserver could not listen on 127.0.0.1:{taken}: the port is in use" in line
     assert not (tmp_path / "k8s" / "etcd").exists()  # what started was stopped
+
+
+def test_a_notebook_gets_the_k8s_backend_from_one_call(tmp_path: Path) -> None:
+    import irsa_lab
+    from irsa_lab.session import reset_lab
+
+    reset_lab()
+    lab = irsa_lab.lab("k8s", state_dir=tmp_path)
+    try:
+        assert lab.backend == "k8s"
+        names = {
+            sa.metadata.name for sa in lab.core.list_namespaced_service_account("default").items
+        }
+        assert names == {"default", "s3-readonly-sa"}
+        pids = json.loads((tmp_path / "k8s" / "pids.json").read_text())
+    finally:
+        reset_lab()
+    assert not any(_alive(pid) for pid in pids.values())
