@@ -1,25 +1,34 @@
-# Two commands for users: `make lab` and `make test`. Both go through `make install`.
+# Two commands for users: `make lab` and `make test`. `make install` puts the runtime set
+# into .venv (what `make lab` needs); `make install-test` adds the test extras.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install lab test lint bench clean notebooks labs export k8s-bin fidelity
+.PHONY: install install-test lab test lint bench clean notebooks labs export k8s-bin fidelity
 
 install: $(STAMP)
 
 # Re-installs only when the package metadata changed.
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
-	  { echo "irsa-lab needs Python 3.11 or newer (found: $$($(PYTHON) --version))"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info < (3, 14)))' || \
+	  { echo "irsa-lab needs Python 3.11, 3.12 or 3.13 (found: $$($(PYTHON) --version))"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $(STAMP)
+
+# The test extras (pytest, Hypothesis, nbval, ruff, mypy, Playwright) on top.
+install-test: $(TEST_STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(TEST_STAMP)
 
 lab: install
 	$(BIN)/irsa-lab lab
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -53,7 +62,7 @@ k8s-bin: install
 fidelity: k8s-bin
 	$(BIN)/python -m irsa_lab.fidelity docs/fidelity.md
 
-bench: install
+bench: install-test
 	$(BIN)/python bench/run.py
 
 clean:

@@ -60,7 +60,6 @@ def check_packages() -> list[Check]:
         "aiohttp": lambda v: True,
         "PyJWT": lambda v: True,
         "cryptography": lambda v: True,
-        "nbval": lambda v: True,
     }
     for dist, good in wanted.items():
         v = _version(dist)
@@ -72,6 +71,10 @@ def check_packages() -> list[Check]:
             )
         else:
             out.append(Check(f"package {dist}", True, v))
+    optional = {"nbval": "only `make test` (make install-test) and instructors' CI need it"}
+    for dist, why in optional.items():
+        v = _version(dist)
+        out.append(Check(f"package {dist}", True, v or f"not installed ({why})"))
     # The widget front end (jupyterlab_widgets) must belong to the same ipywidgets
     # generation as the kernel side, or JupyterLab shows "Error displaying widget".
     front = _version("jupyterlab_widgets")

@@ -20,3 +20,15 @@ def test_importing_the_package_starts_no_server_and_loads_no_heavy_client() -> N
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "False", "False"]
+
+
+def test_the_cli_and_the_stack_load_no_client_library_or_widget_toolkit() -> None:
+    # `irsa-lab up` starts faster than the clients it serves: boto3, the kubernetes
+    # client, matplotlib and ipywidgets are for notebooks and tests, not for the servers.
+    code = (
+        "import sys, irsa_lab.cli, irsa_lab.stack; "
+        "print(' '.join(m for m in ('boto3', 'botocore', 'kubernetes', 'matplotlib', "
+        "'ipywidgets') if m in sys.modules) or 'none')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["none"]
