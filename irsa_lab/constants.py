@@ -177,3 +177,7 @@ KIND_PROBE_POD = "irsa-lab-probe"
 # kind's "known issues" page: below these, nodes fail with "too many open files".
 INOTIFY_MIN_MAX_USER_WATCHES = 524288
 INOTIFY_MIN_MAX_USER_INSTANCES = 512
+
+# The User-Agent the STS stand-in's key fetcher sends for discovery and JWKS, so the
+# OIDC host can name its caller instead of guessing it.
+STS_USER_AGENT = "irsa-lab-sts/1.0"

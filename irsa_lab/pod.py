@@ -5,19 +5,28 @@ are the host folders the kubelet stand-in wrote (computed from the state directo
 so this works from another process than the one running the stack); its env comes
 from the stored spec, with paths into mounts rewritten to those folders. The AWS
 endpoint settings of the stack are added, and nothing of the caller's AWS identity.
+
+:func:`exec_in_pod` only gathers these; the process itself is started by
+:func:`irsa_lab.kube.podexec.run`, the one exec path, which also lets the child record
+its reads of the token file into the state directory's facts file
+(:func:`irsa_lab.trace.facts_path`) as they happen.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .kube.kubelet import volume_dir
-from .kube.podexec import ExecPlan, container_env, minimal_env
+from .kube.podexec import ExecPlan, container_env, run
+from .trace import facts_path
+
+__all__ = ["PodNotFound", "exec_in_pod", "exec_plan", "pod_aws_env", "read_pod"]
 
 
 class PodNotFound(LookupError):
@@ -38,8 +47,6 @@ def read_pod(kubeconfig: str, namespace: str, name: str) -> dict[str, Any]:
             if err.status == 404:
                 raise PodNotFound(f'pods "{name}" not found in namespace "{namespace}"') from err
             raise
-        import json
-
         return dict(json.loads(resp.data))
     finally:
         api.close()
@@ -83,26 +90,33 @@ def exec_in_pod(
     timeout: float | None = 120,
     extra_env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` as ``pod``'s container; notes on what was mapped go to stderr."""
+    """Run ``argv`` as ``pod``'s container, through :func:`~irsa_lab.kube.podexec.run`.
+
+    Without ``capture``, the output goes to this process's and the notes on what was
+    mapped are printed to stderr first. Reads of the token file are recorded in
+    ``state_dir``'s facts file.
+    """
     stored = read_pod(endpoints["kubeconfig"], namespace, pod)
     root = Path(endpoints.get("kubelet_root") or state_dir / "kubelet")
     plan = exec_plan(stored, root, container)
     if not capture:
         for note in plan.notes:
             print(f"irsa-lab: {note}", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="irsa-lab-home-") as home:
-        env = minimal_env(Path(home))
-        # The lab's own Python environment comes first, so `aws` is the CLI installed with it.
-        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-        env.update(plan.env)
-        env.update(pod_aws_env(endpoints))
-        env.update(extra_env or {})
-        return subprocess.run(
-            list(argv),
-            env=env,
-            cwd=home,
-            capture_output=capture,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+    # The lab's own Python environment comes first, so `aws` is the CLI installed with it.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    meta = stored.get("metadata", {})
+    return run(
+        plan,
+        argv,
+        extra_env={**pod_aws_env(endpoints), **(extra_env or {})},
+        base_env={"PATH": path, "LANG": os.environ.get("LANG", "C.UTF-8")},
+        timeout=timeout,
+        capture=capture,
+        facts=facts_path(state_dir),
+        context={
+            "pod": str(meta.get("name", pod)),
+            "namespace": str(meta.get("namespace", namespace)),
+            "uid": str(meta.get("uid", "")),
+            "container": plan.container,
+        },
+    )

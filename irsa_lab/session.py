@@ -226,9 +226,17 @@ class Lab:
         extra_env: Mapping[str, str] | None = None,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` as the pod's container would (``irsa-lab exec``), output captured."""
-        from .pod import exec_in_pod
+        """Run ``argv`` as the pod's container would (``irsa-lab exec``), output captured.
 
+        On the embedded backend the lab's trace watches the state directory's facts
+        file, so what the command's SDK recorded there (its read of the token file)
+        joins the trace where it happened.
+        """
+        from .pod import exec_in_pod
+        from .trace import facts_path
+
+        if self.embedded is not None:
+            self.embedded.trace.watch(facts_path(self.state_dir))
         env = {"TZ": "UTC", **(extra_env or {})}
         return exec_in_pod(
             self.endpoints,

@@ -336,14 +336,18 @@ def test_trace_records_file_writes_status_and_failed_token_requests(
     kubelet.sync_pod(irsa_pod(token_expiration=3600))
     events = kubelet.trace.events()
     calls = [(e.source, e.target, e.call, e.outcome) for e in events]
-    # A granted TokenRequest is the API server's to record; the kubelet records its files.
+    # The kubelet records what it sent, granted or not: each TokenRequest, then its files.
     assert calls == [
+        ("kubelet", "apiserver", "TokenRequest", "ok"),
         ("kubelet", "token-file", "write", "ok"),
+        ("kubelet", "apiserver", "TokenRequest", "ok"),
         ("kubelet", "token-file", "write", "ok"),
         ("kubelet", "apiserver", "update pod status", "ok"),
     ]
+    assert {e.recorder for e in events} == {"kubelet"}
     assert events[-1].detail["node"] == NODE_NAME
-    assert {e.detail["volume"] for e in events[:2]} == {API_VOLUME, TOKEN_VOLUME_NAME}
+    assert [e.detail["volume"] for e in events[:4]] == [API_VOLUME] * 2 + [TOKEN_VOLUME_NAME] * 2
+    assert {e.detail["uid"] for e in events[:4]} == {POD_UID}
     mark = kubelet.trace.mark()
     fake_api.fail_with = RuntimeError("apiserver down")
     clock.advance(3000)
@@ -353,3 +357,25 @@ def test_trace_records_file_writes_status_and_failed_token_requests(
     for e in failed:
         assert (e.call, e.outcome) == ("renew TokenRequest", "RuntimeError")
         assert e.detail["message"] == "apiserver down"
+
+
+def test_the_token_request_recorded_is_the_one_sent_and_names_the_payload_written(
+    kubelet: Kubelet, fake_api: FakeApiServer
+) -> None:
+    kubelet.sync_pod(irsa_pod())
+    events = kubelet.trace.events()
+    request = next(
+        e for e in events if e.call == "TokenRequest" and e.detail["volume"] == TOKEN_VOLUME_NAME
+    )
+    sent = next(
+        body
+        for _, _, body in fake_api.requests
+        if body["spec"].get("audiences") == [DEFAULT_AUDIENCE]
+    )
+    assert request.detail["audiences"] == sent["spec"]["audiences"]
+    assert request.detail["expirationSeconds"] == sent["spec"]["expirationSeconds"]
+    assert request.detail["serviceaccount"] == "s3-readonly-sa"
+    write = events[events.index(request) + 1]
+    target = volume_dir(kubelet.root, POD_UID, TOKEN_VOLUME_NAME)
+    # The payload the write names is the one the token file resolves to.
+    assert write.detail["payload"] == (target / "token").resolve().parent.name

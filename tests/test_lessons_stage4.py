@@ -39,8 +39,12 @@ def test_a_cold_run_shows_sts_fetching_discovery_and_jwks_before_s3(lab: Lab) ->
     run = stage4.recorded_run(lab, ["aws", "s3", "ls"])
     assert run.returncode == 0 and C.BUCKET in run.output
     labels = [s.label for s in run.steps]
-    assert labels == [
-        "read token",
+    call = labels.index("AssumeRoleWithWebIdentity")
+    # The kubelet's TokenRequest and write put the token there; the SDK read it (the
+    # aws CLI v2 reads it twice: for its credential cache key, then for the call).
+    assert labels[:2] == ["TokenRequest", "write"]
+    assert labels[2:call] and set(labels[2:call]) == {"read token"}
+    assert labels[call:] == [
         "AssumeRoleWithWebIdentity",
         "parse token",
         "find OIDC provider",
@@ -53,7 +57,8 @@ def test_a_cold_run_shows_sts_fetching_discovery_and_jwks_before_s3(lab: Lab) ->
         "ListBuckets",
     ]
     assert all(s.ok for s in run.steps)
-    assert {s.target for s in run.steps} == set(sequence.LANES)
+    assert {s.target for s in run.steps} == set(sequence.LANES) - {"kubelet"}
+    assert (run.steps[0].source, run.steps[0].target) == ("kubelet", "API server")
 
 
 def test_a_warm_run_uses_the_cached_keys(lab: Lab) -> None:
@@ -122,3 +127,31 @@ def test_as_png_renders_a_figure_without_pyplot(lab: Lab) -> None:
     run = stage4.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
     image = stage4.as_png(sequence.sequence_figure(run.steps))
     assert image.data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_command_that_never_reads_the_token_draws_no_token_steps(lab: Lab) -> None:
+    run = stage4.recorded_run(lab, ["true"])
+    assert run.returncode == 0
+    assert run.steps == []
+    assert stage4.botocore_story(run.events) == ""
+
+
+def test_the_drawn_sequence_starts_with_the_kubelets_token_request(lab: Lab) -> None:
+    run = stage4.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
+    texts = sequence.figure_texts(sequence.sequence_figure(run.steps))
+    assert "1. TokenRequest" in texts and "2. write" in texts
+    assert "Kubelet->>API: TokenRequest" in sequence.mermaid(run.steps)
+    request = run.events[0]
+    assert (request.recorder, request.call) == ("kubelet", "TokenRequest")
+    assert request.detail["audiences"] == ["sts.amazonaws.com"]
+    # the write that request led to is the folder each read of this run resolved to
+    reads = [e for e in run.events if e.call == "read token"]
+    assert {e.detail["payload"] for e in reads} == {run.events[1].detail["payload"]}
+
+
+def test_the_story_names_the_code_that_read_the_token(lab: Lab) -> None:
+    run = stage4.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
+    story = stage4.botocore_story(run.events)
+    assert "the kubelet asked the API server for a token bound to the pod" in story
+    assert f"{C.TOKEN_FILE}, opened by " in story
+    assert "FileWebIdentityTokenLoader.__call__ in aws" in story

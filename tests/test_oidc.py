@@ -20,6 +20,7 @@ from token_fixtures import (  # noqa: F401 - fixtures
 from irsa_lab.kube.oidc import eks_discovery_document, issuer_path, local_url
 from irsa_lab.kube.tokens import TokenIssuer
 from irsa_lab.pki import SigningKey
+from irsa_lab.trace import TraceEvent
 
 pytestmark = pytest.mark.filterwarnings(SERVE_WARNING)
 
@@ -81,10 +82,11 @@ def test_fetches_are_recorded_in_the_trace(issuer: TokenIssuer, oidc_host: OidcH
     oidc_host.get(base + "/keys")
     oidc_host.get(oidc_host.base + "/nope")
     events = oidc_host.trace.events()
+    # urllib names no caller the host knows: recorded as unknown, never guessed as sts.
     assert [(e.source, e.target, e.call, e.outcome) for e in events] == [
-        ("sts", "oidc", "GET openid-configuration", "ok"),
-        ("sts", "oidc", "GET keys", "ok"),
-        ("sts", "oidc", "GET /nope", "NotFound"),
+        ("unknown", "oidc", "GET openid-configuration", "ok"),
+        ("unknown", "oidc", "GET keys", "ok"),
+        ("unknown", "oidc", "GET /nope", "NotFound"),
     ]
     assert events[1].detail["kids"] == [issuer.key.kid]
 
@@ -155,3 +157,51 @@ def test_a_whole_issuer_url_maps_to_a_server_that_serves_discovery_at_its_root()
         by_origin.local_url(issuer + "/keys")
         == "https://127.0.0.1:4000/id/9F9455D9904B43490B195254C7B341E0/keys"
     )
+
+
+def _served(issuer: TokenIssuer, headers: dict[str, str]) -> TraceEvent:
+    import asyncio
+
+    from irsa_lab.kube.oidc import make_app
+    from irsa_lab.trace import Trace
+
+    trace = Trace()
+    app = make_app(issuer, trace=trace)
+    req = make_mocked_request(
+        "GET",
+        issuer_path(issuer.issuer) + "/.well-known/openid-configuration",
+        headers=headers,
+        app=app,
+    )
+
+    async def go() -> None:
+        match = await app.router.resolve(req)
+        await match.handler(req)
+
+    asyncio.run(go())
+    [event] = trace.events()
+    return event
+
+
+def test_the_oidc_host_never_records_a_guessed_caller(issuer: TokenIssuer) -> None:
+    from irsa_lab.kube.oidc import UNKNOWN_CALLER
+
+    for headers in (
+        {},
+        {"User-Agent": "Python/3.11 aiohttp/3.9.5"},
+        {"User-Agent": "curl/8.5.0"},
+        {"User-Agent": "sts"},
+        {"User-Agent": "Python-urllib/3.11"},
+    ):
+        event = _served(issuer, headers)
+        assert event.source == UNKNOWN_CALLER, headers
+        assert event.recorder == "oidc"
+        assert event.detail["user_agent"] == headers.get("User-Agent", "")
+
+
+def test_sts_is_named_only_by_its_fetchers_user_agent(issuer: TokenIssuer) -> None:
+    from irsa_lab.kube.oidc import CALLER_HEADER, STS_USER_AGENT, caller_of
+
+    assert _served(issuer, {"User-Agent": STS_USER_AGENT}).source == "sts"
+    assert caller_of({"User-Agent": f"{STS_USER_AGENT} (OIDC key fetcher)"}) == "sts"
+    assert caller_of({CALLER_HEADER: "notebook", "User-Agent": STS_USER_AGENT}) == "notebook"

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from token_fixtures import POD_UID, irsa_pod
 
+from irsa_lab.clock import LAB_EPOCH, ManualClock
 from irsa_lab.constants import NODE_NAME, SA_MOUNT_PATH, TOKEN_MOUNT_PATH, TOKEN_VOLUME_NAME
 from irsa_lab.kube.podexec import ExecPlan, container_env, field_ref, minimal_env, run
+from irsa_lab.pod import exec_in_pod
+from irsa_lab.session import Lab
+from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab
+from irsa_lab.trace import facts_path
 
 API_VOLUME = "kube-api-access-x7k2p"
+MYPOD = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "examples" / "mypod.yaml").read_text()
+)
+ROLE_ARN = "arn:aws:iam::123456789012:role/AmazonEKSPodS3ReadOnlyAccessRole"
 
 
 def _hosts(tmp_path: Path) -> dict[str, Path]:
@@ -149,3 +163,77 @@ def test_extra_env_comes_last_and_wins(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert done.stdout.split() == ["pod", "stack"]
+
+
+def test_a_plan_without_a_token_file_gets_no_hook_even_with_a_facts_file(tmp_path: Path) -> None:
+    plan = ExecPlan("c", {"A": "1"}, {})
+    script = "import json, os; print(json.dumps(dict(os.environ)))"
+    facts = tmp_path / "facts.jsonl"
+    done = run(plan, [sys.executable, "-c", script], extra_env={}, facts=facts, timeout=30)
+    child = json.loads(done.stdout)
+    assert "PYTHONPATH" not in child and not any(k.startswith("IRSA_LAB_") for k in child)
+    assert not facts.exists()
+
+
+def test_the_hook_goes_first_on_a_pythonpath_the_pod_sets(tmp_path: Path) -> None:
+    plan = container_env(irsa_pod(), None, host_paths=_hosts(tmp_path))
+    script = "import os; print(os.environ['PYTHONPATH'])"
+    done = run(
+        plan,
+        [sys.executable, "-c", script],
+        extra_env={"PYTHONPATH": "/opt/app"},
+        facts=tmp_path / "facts.jsonl",
+        timeout=30,
+    )
+    site, _, rest = done.stdout.strip().partition(os.pathsep)
+    assert site.endswith(".irsa-lab-site") and rest == "/opt/app"
+
+
+@pytest.fixture()
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    stack = EmbeddedLab(
+        state_dir=tmp_path / "state", seed=DEFAULT_SEED, clock=ManualClock(LAB_EPOCH)
+    ).start()
+    handle = Lab(stack.endpoints.as_dict(), stack.state_dir, backend="embedded", embedded=stack)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def test_lab_exec_irsa_lab_exec_and_exec_in_pod_all_start_the_pod_through_run(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import irsa_lab.pod
+    from irsa_lab import cli
+
+    lab.create_pod(MYPOD)
+    calls: list[tuple[ExecPlan, list[str], dict[str, Any]]] = []
+
+    def spy(plan: ExecPlan, argv: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        calls.append((plan, list(argv), kw))
+        return run(plan, argv, **kw)
+
+    monkeypatch.setattr(irsa_lab.pod, "run", spy)
+    role = [sys.executable, "-c", "import os; print(os.environ['AWS_ROLE_ARN'])"]
+
+    done = lab.exec("mypod", role)
+    assert done.stdout.strip() == ROLE_ARN
+
+    # `irsa-lab exec` in this process, against the lab this process serves.
+    (lab.state_dir / "lab.pid").write_text(f"{os.getpid()}\n")
+    assert cli.main(["exec", "--state-dir", str(lab.state_dir), "mypod", "--", *role]) == 0
+    assert ROLE_ARN in capfd.readouterr().out
+
+    direct = exec_in_pod(
+        lab.endpoints, lab.state_dir, namespace="default", pod="mypod", container=None, argv=role
+    )
+    assert direct.stdout.strip() == ROLE_ARN
+
+    assert [argv for _, argv, _ in calls] == [role, role, role]
+    assert [kw["capture"] for _, _, kw in calls] == [True, False, True]
+    for plan, _, kw in calls:
+        assert plan.env["AWS_ROLE_ARN"] == ROLE_ARN
+        assert kw["facts"] == facts_path(lab.state_dir)
+        assert kw["context"]["pod"] == "mypod"
+        assert kw["extra_env"]["AWS_ENDPOINT_URL_STS"] == lab.endpoints["sts"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from irsa_lab.clock import LAB_EPOCH, ManualClock
-from irsa_lab.trace import Trace
+from irsa_lab.trace import Trace, write_fact
 from irsa_lab.ui.sequence import (
+    LANES,
     Step,
     describe_steps,
     figure_texts,
@@ -18,7 +21,9 @@ from irsa_lab.ui.sequence import (
 
 def recorded(fail: bool) -> Trace:
     t = Trace(ManualClock(LAB_EPOCH))
-    t.record("kubelet", "apiserver", "TokenRequest")  # not on the STS diagram's lanes
+    t.record("kubelet", "apiserver", "TokenRequest", recorder="kubelet")
+    t.record("kubelet", "token-file", "write", recorder="kubelet")
+    t.record("learner", "apiserver", "CreatePod")  # not on the STS diagram's lanes
     t.record("sdk", "token-file", "read token")
     t.record("sdk", "sts", "AssumeRoleWithWebIdentity")
     t.record("sts", "sts", "parse token")
@@ -37,6 +42,8 @@ def recorded(fail: bool) -> Trace:
 def test_steps_map_trace_components_to_lanes() -> None:
     steps = steps_from_trace(recorded(fail=False).events())
     assert [(s.source, s.target, s.label) for s in steps] == [
+        ("kubelet", "API server", "TokenRequest"),
+        ("kubelet", "token file", "write"),
         ("pod/SDK", "token file", "read token"),
         ("pod/SDK", "STS", "AssumeRoleWithWebIdentity"),
         ("STS", "STS", "parse token"),
@@ -65,7 +72,7 @@ def test_a_failed_trace_draws_a_red_x_and_the_word_failed() -> None:
     bad_fig = sequence_figure(steps_from_trace(recorded(fail=True).events()), title="fails")
     ok_texts, bad_texts = figure_texts(ok_fig), figure_texts(bad_fig)
     assert not any("FAILED" in t for t in ok_texts)
-    assert "8. evaluate trust policy  FAILED: AccessDenied" in bad_texts
+    assert "10. evaluate trust policy  FAILED: AccessDenied" in bad_texts
     assert "fails (FAILED: AccessDenied)" in bad_texts
     assert "works (all steps ok)" in ok_texts
 
@@ -78,8 +85,8 @@ def test_a_failed_trace_draws_a_red_x_and_the_word_failed() -> None:
         ]
 
     assert markers(ok_fig) == []
-    assert markers(bad_fig) == ["failed-marker-8", "failed-marker-9"]
-    (x_marker,) = [ln for ln in bad_fig.axes[0].lines if ln.get_gid() == "failed-marker-8"]
+    assert markers(bad_fig) == ["failed-marker-10", "failed-marker-11"]
+    (x_marker,) = [ln for ln in bad_fig.axes[0].lines if ln.get_gid() == "failed-marker-10"]
     assert x_marker.get_marker() == "X"
     # one lifeline per lane used; S3 is never reached in the failed run
     assert "lane-S3" in {t.get_gid() for t in ok_fig.axes[0].texts}
@@ -97,7 +104,7 @@ def test_side_by_side_uses_the_same_lanes_on_both_sides() -> None:
     ]
     assert lanes[0] == lanes[1]
     assert left.get_ylim() == right.get_ylim()
-    assert "4. find OIDC provider  FAILED: InvalidIdentityToken" in figure_texts(fig)
+    assert "6. find OIDC provider  FAILED: InvalidIdentityToken" in figure_texts(fig)
 
 
 def test_mermaid_text_contains_every_step_and_marks_failures() -> None:
@@ -108,6 +115,7 @@ def test_mermaid_text_contains_every_step_and_marks_failures() -> None:
     for step in ok_steps:
         assert f": {step.label}" in ok_text
     assert "participant JWKS as JWKS" in ok_text
+    assert "Kubelet->>API: TokenRequest" in ok_text
     assert "STS->>OIDC: GET openid-configuration" in ok_text
     assert "STS--xSDK: AssumeRoleWithWebIdentity reply FAILED: AccessDenied" in bad_text
     assert "STS-xIAM: evaluate trust policy FAILED: AccessDenied" in bad_text
@@ -128,3 +136,32 @@ def test_the_text_alternative_numbers_the_steps() -> None:
         "+  1. pod/SDK -> STS: AssumeRoleWithWebIdentity (ok)",
         "-  2. STS -> pod/SDK: AssumeRoleWithWebIdentity reply (FAILED: ExpiredTokenException)",
     ]
+
+
+def test_a_step_merged_late_is_drawn_where_it_happened(tmp_path: Path) -> None:
+    wall = [100.0]
+
+    class Wall:
+        def now(self) -> float:
+            return wall[0]
+
+    t = Trace(ManualClock(LAB_EPOCH), wall_clock=Wall())
+    facts = tmp_path / "facts.jsonl"
+    t.watch(facts)
+    t.record("kubelet", "apiserver", "TokenRequest", recorder="kubelet")
+    wall[0] = 102.0
+    t.record("sdk", "sts", "AssumeRoleWithWebIdentity")
+    write_fact(
+        facts,
+        {"source": "sdk", "target": "token-file", "call": "read token", "wall": 101.0},
+    )
+    steps = steps_from_trace(t.events())
+    assert [s.label for s in steps] == ["TokenRequest", "read token", "AssumeRoleWithWebIdentity"]
+
+
+def test_the_kubelet_and_the_api_server_have_lanes_left_of_the_token_file() -> None:
+    assert LANES[:4] == ("API server", "kubelet", "token file", "pod/SDK")
+    fig = sequence_figure(steps_from_trace(recorded(fail=False).events()))
+    lanes = [t.get_gid() for t in fig.axes[0].texts if (t.get_gid() or "").startswith("lane-")]
+    assert lanes[:2] == ["lane-API server", "lane-kubelet"]
+    assert "1. TokenRequest" in figure_texts(fig)

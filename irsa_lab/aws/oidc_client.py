@@ -27,6 +27,7 @@ import aiohttp
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from ..clock import Clock
+from ..constants import STS_USER_AGENT
 from ..trace import Trace
 from .errors import AwsError
 
@@ -206,7 +207,10 @@ class OidcKeyFetcher:
     async def _download(self, issuer: str) -> dict[str, PublicKey]:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         connector = aiohttp.TCPConnector(ssl=self._ssl, force_close=True)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        headers = {"User-Agent": STS_USER_AGENT}
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=connector, headers=headers
+        ) as session:
             discovery_url = issuer.rstrip("/") + DISCOVERY_PATH
             doc = await self._get_json(session, discovery_url, "GET openid-configuration")
             if not isinstance(doc, dict):

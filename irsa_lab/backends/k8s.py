@@ -51,7 +51,7 @@ from ..kube.node import NodeAgent
 from ..kube.rest import KubeApiError, KubeRest
 from ..kube.tokens import eks_issuer
 from ..pki import LOOPBACK, LabCA, ServerCert, SigningKey, write_secret
-from ..trace import Trace
+from ..trace import Trace, facts_path
 from . import binaries
 from .procs import PIDS_FILE
 
@@ -260,6 +260,7 @@ class K8sLab:
             )
         for sub in ("pki", "logs", "audit", "kubeconfigs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.trace.watch(facts_path(self.state_dir))
         self.loop.start()
         self._pki()
         self.progress("starting etcd")

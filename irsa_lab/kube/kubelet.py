@@ -7,6 +7,12 @@ For every projected volume of a pod it asks the API server for a pod-bound token
 :meth:`Kubelet.tick` renews each token once it is older than 80% of its TTL or
 24 h, rewriting the volume atomically so a reader never sees half a token.
 
+Every TokenRequest the kubelet sends is recorded by the kubelet itself, as the
+caller that sent it (``recorder="kubelet"``), granted or not, with the pod's uid and
+the volume it is for; each volume write names its ``..`` payload folder, so a later
+read of the token (recorded by the exec wrapper's hook with the folder it resolved)
+points at the write, and the TokenRequest, that put that token there.
+
 Clock and ids are injected: with a ``ManualClock`` a test moves time and calls
 ``tick()``; directory names come from the clock and ``ids``, so a seeded lab lays
 out the same names every run.
@@ -18,6 +24,7 @@ import asyncio
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -279,7 +286,13 @@ class Kubelet:
             self._pods.pop(uid, None)
             shutil.rmtree(self.root / "pods" / uid, ignore_errors=True)
             self.trace.record(
-                "kubelet", "token-file", "unmount", "ok", pod=pod["metadata"].get("name"), uid=uid
+                "kubelet",
+                "token-file",
+                "unmount",
+                "ok",
+                recorder="kubelet",
+                pod=pod["metadata"].get("name"),
+                uid=uid,
             )
 
     def pods(self) -> list[str]:
@@ -412,6 +425,15 @@ class Kubelet:
         }
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
         call = "renew TokenRequest" if renewal else "TokenRequest"
+        facts = {
+            "pod": meta["name"],
+            "uid": meta["uid"],
+            "volume": tok.volume,
+            "serviceaccount": sa,
+            "audiences": list(tok.audiences),
+            "expirationSeconds": tok.expiration_seconds,
+        }
+        started = time.perf_counter()
         try:
             resp = self._request_token(ns, sa, body)
         except Exception as exc:  # any failure keeps the old token (§1.5)
@@ -421,12 +443,21 @@ class Kubelet:
                 "apiserver",
                 call,
                 reason,
-                pod=meta["name"],
-                volume=tok.volume,
-                serviceaccount=sa,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                recorder="kubelet",
                 message=str(exc),
+                **facts,
             )
             return reason
+        self.trace.record(
+            "kubelet",
+            "apiserver",
+            call,
+            "ok",
+            duration_ms=(time.perf_counter() - started) * 1000,
+            recorder="kubelet",
+            **facts,
+        )
         status = resp.get("status") or {}
         tok.token = status["token"]
         tok.expires_at = _parse_rfc3339(status["expirationTimestamp"])
@@ -435,8 +466,6 @@ class Kubelet:
         tok.issued_at = tok.expires_at - (tok.ttl or 0)
         if renewal:
             tok.renewals += 1
-        # A granted TokenRequest is recorded by the API server, which received it; only
-        # failures (which it may not record on this in-process path) are recorded here.
         return None
 
     def _payload(self, rec: _Pod, vol: dict[str, Any]) -> dict[str, FileProjection]:
@@ -488,7 +517,9 @@ class Kubelet:
                 "token-file",
                 "rewrite" if renewal else "write",
                 "ok",
+                recorder="kubelet",
                 pod=rec.pod["metadata"]["name"],
+                uid=rec.pod["metadata"]["uid"],
                 volume=name,
                 payload=new.name,
             )
@@ -574,6 +605,7 @@ class Kubelet:
             "apiserver",
             "update pod status",
             "ok",
+            recorder="kubelet",
             pod=meta["name"],
             phase=status["phase"],
             node=self.node_name,

@@ -255,18 +255,9 @@ class NodeAgent:
 
     # -- what the Kubelet calls --------------------------------------------------------------
     def request_token(self, namespace: str, sa_name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """TokenRequest against the real API server, as the node."""
+        """TokenRequest against the real API server, as the node (the Kubelet records it)."""
         path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa_name}/token"
-        resp = self.rest.create(path, body)
-        self.trace.record(
-            "kubelet",
-            "apiserver",
-            "TokenRequest",
-            "ok",
-            serviceaccount=f"{namespace}/{sa_name}",
-            audiences=(resp.get("spec") or {}).get("audiences"),
-        )
-        return resp
+        return self.rest.create(path, body)
 
     def set_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Report a pod's status (pods/status), as the node."""

@@ -9,17 +9,26 @@ server's own (specs/kubernetes.md §2.2): it adds ``authorization_endpoint`` and
 The STS stand-in reaches this host by replacing the issuer's origin with this
 server's ``https://127.0.0.1:PORT`` (:func:`local_url`); the path stays the same, so
 ``endpoints.json``'s ``oidc`` value is ``https://127.0.0.1:PORT/id/<ID>``.
+
+Every request is recorded in the trace by this host (``recorder="oidc"``) with the
+caller it can identify, never a guessed one: the name a caller gives in
+:data:`CALLER_HEADER`, else the component whose User-Agent product token is in
+:data:`KNOWN_USER_AGENTS` (STS's key fetcher sends :data:`STS_USER_AGENT`), else
+``unknown``. The User-Agent itself is kept in the event's detail. STS's fetcher
+records its own side of each fetch, so the sequence diagram needs nothing from here.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from ..constants import STS_USER_AGENT
 from ..trace import Trace
 from .tokens import TokenIssuer
 
@@ -27,6 +36,10 @@ __all__ = [
     "CALLER_HEADER",
     "DISCOVERY_PATH",
     "JWKS_PATH",
+    "KNOWN_USER_AGENTS",
+    "STS_USER_AGENT",
+    "UNKNOWN_CALLER",
+    "caller_of",
     "eks_discovery_document",
     "issuer_path",
     "local_url",
@@ -35,9 +48,11 @@ __all__ = [
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/keys"
-# Who fetched, for the trace; STS is the relying party that does in the real chain.
+# A caller may name itself for the trace (a notebook, a test).
 CALLER_HEADER = "X-Irsa-Lab-Caller"
-DEFAULT_CALLER = "sts"
+# The callers known by their User-Agent (the STS stand-in's fetcher sends STS_USER_AGENT).
+KNOWN_USER_AGENTS = {"irsa-lab-sts": "sts"}
+UNKNOWN_CALLER = "unknown"
 # The API server sends this on both discovery endpoints (§2.2); EKS's own caching
 # headers are not documented in the specs, so the host keeps the same policy.
 CACHE_CONTROL = "public, max-age=3600"
@@ -74,6 +89,16 @@ def local_url(url: str, issuer_url: str, local_base: str) -> str:
     return local_base.rstrip("/") + rest
 
 
+def caller_of(headers: Mapping[str, str]) -> str:
+    """Who sent a request, as far as its headers say; :data:`UNKNOWN_CALLER` otherwise."""
+    named = headers.get(CALLER_HEADER, "").strip()
+    if named:
+        return named
+    agent = headers.get("User-Agent", "")
+    product = agent.split(" ", 1)[0].split("/", 1)[0]
+    return KNOWN_USER_AGENTS.get(product, UNKNOWN_CALLER)
+
+
 def _json(body: Any, status: int = 200) -> web.Response:
     # Compact, field order kept: the documents are compared byte for byte in lessons.
     text = json.dumps(body, separators=(",", ":"))
@@ -91,12 +116,14 @@ def make_app(issuer: TokenIssuer, *, trace: Trace) -> web.Application:
 
     def record(request: web.Request, call: str, outcome: str, started: float, **kw: Any) -> None:
         trace.record(
-            request.headers.get(CALLER_HEADER, DEFAULT_CALLER),
+            caller_of(request.headers),
             "oidc",
             call,
             outcome,
             duration_ms=(time.perf_counter() - started) * 1000,
+            recorder="oidc",
             path=request.path,
+            user_agent=request.headers.get("User-Agent", ""),
             **kw,
         )
 

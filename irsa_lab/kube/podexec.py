@@ -9,11 +9,21 @@ every such liberty is written down in ``notes`` so the lab can show it.
 
 :func:`run` starts the process from a minimal environment: never the caller's own
 AWS credentials or ``~/.aws`` files, so the SDK in the child finds exactly what the
-pod would find.
+pod would find. It is the one place a pod's command is started: ``irsa-lab exec`` and
+``lab.exec`` reach it through :func:`irsa_lab.pod.exec_in_pod`.
+
+Given a facts file, :func:`run` also watches the token files it exposes (the host
+paths that ``AWS_WEB_IDENTITY_TOKEN_FILE`` and ``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE``
+were rewritten to): the child gets a ``sitecustomize`` on ``PYTHONPATH`` that installs
+:func:`irsa_lab.trace.install_fact_hook`, so a Python program (the aws CLI, boto3)
+that opens one of them appends a "read token" fact at that moment, naming the code
+that opened it. Nothing is written for a command that never opens the file. The
+``sitecustomize`` lives in the private HOME and shadows any other one for that child.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..constants import ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE, ENV_WEB_IDENTITY_TOKEN_FILE
+from ..trace import CONTEXT_ENV, FACTS_ENV, WATCH_ENV
+
 __all__ = [
     "DEFAULT_CONTAINER_ANNOTATION",
     "ExecPlan",
@@ -32,10 +45,26 @@ __all__ = [
     "minimal_env",
     "pick_container",
     "run",
+    "watched_token_files",
 ]
 
 # kubectl exec picks this container when -c is not given, else the first one.
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+
+# Env names whose files, once rewritten to the host, the exec wrapper watches.
+TOKEN_FILE_ENV = (ENV_WEB_IDENTITY_TOKEN_FILE, ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE)
+SITE_DIR_NAME = ".irsa-lab-site"
+# Imported by the child's Python at start-up; a Python without a usable irsa_lab
+# records nothing and runs as it would have.
+SITECUSTOMIZE = """\
+# Written by irsa-lab exec: record when this process opens the pod's token file.
+try:
+    from irsa_lab.trace import install_fact_hook
+
+    install_fact_hook()
+except Exception:
+    pass
+"""
 
 # Env names that would hand the child the caller's identity instead of the pod's.
 _CREDENTIAL_ENV = re.compile(r"^AWS_")
@@ -208,6 +237,25 @@ def minimal_env(home: Path, base_env: Mapping[str, str] | None = None) -> dict[s
     return env
 
 
+def watched_token_files(plan: ExecPlan) -> dict[str, str]:
+    """Host path -> container path of the token files the child is pointed at."""
+    return {host: container for name, container, host in plan.rewritten if name in TOKEN_FILE_ENV}
+
+
+def _fact_env(
+    home: Path, facts: Path, watch: Mapping[str, str], context: Mapping[str, str]
+) -> dict[str, str]:
+    site = home / SITE_DIR_NAME
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    return {
+        "PYTHONPATH": str(site),
+        FACTS_ENV: str(facts),
+        WATCH_ENV: json.dumps(dict(watch)),
+        CONTEXT_ENV: json.dumps(dict(context)),
+    }
+
+
 def run(
     plan: ExecPlan,
     argv: Sequence[str],
@@ -216,22 +264,33 @@ def run(
     base_env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
+    capture: bool = True,
+    facts: Path | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` with the pod's env, output captured as text.
+    """Run ``argv`` with the pod's env; output captured as text unless ``capture`` is False.
 
     The environment is :func:`minimal_env`, then the pod's env, then ``extra_env``
     (the stack's AWS endpoint settings). HOME is a fresh folder removed afterwards.
+    With ``facts``, opens of the token files (:func:`watched_token_files`) are recorded
+    there by the child itself, each with ``context`` (what the caller knows of the pod).
     """
     home = Path(tempfile.mkdtemp(prefix="irsa-lab-home-"))
     try:
         env = minimal_env(home, base_env)
         env.update(plan.env)
         env.update(extra_env)
+        watch = watched_token_files(plan)
+        if facts is not None and watch:
+            hook = _fact_env(home, facts, watch, context or {})
+            if env.get("PYTHONPATH"):
+                hook["PYTHONPATH"] += os.pathsep + env["PYTHONPATH"]
+            env.update(hook)
         return subprocess.run(
             list(argv),
             env=env,
             cwd=cwd if cwd is not None else home,
-            capture_output=True,
+            capture_output=capture,
             text=True,
             timeout=timeout,
             check=False,

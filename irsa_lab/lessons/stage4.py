@@ -1,8 +1,9 @@
 """Stage 4, the STS call: the plumbing behind notebook 04.
 
 A command runs inside the pod (``lab.exec``); everything the components received and
-answered meanwhile is read back from the lab's trace and turned into the steps of a
-sequence diagram (:mod:`irsa_lab.ui.sequence`), into a step-by-step account of what
+answered meanwhile is read back from the lab's trace, together with the kubelet's
+TokenRequest and write that put the token the SDK read into the file (found by the
+payload folder the read resolved to), and turned into the steps of a sequence diagram (:mod:`irsa_lab.ui.sequence`), into a step-by-step account of what
 botocore did, and into a Mermaid text view. :func:`broken_trust` breaks the trust
 policy for a failed run to draw beside the working one.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "exchange_steps",
     "mask_session",
     "recorded_run",
+    "token_origin",
     "upload",
 ]
 
@@ -39,6 +41,10 @@ SESSION_NAME = re.compile(r"botocore-session-\d+")
 MASKED_SESSION = "botocore-session-<digits>"
 # What each trace step means, told from the SDK's side.
 _MEANING = {
+    "TokenRequest": "the kubelet asked the API server for a token bound to the pod",
+    "renew TokenRequest": "the kubelet asked the API server for a fresh token (renewal)",
+    "write": "the kubelet wrote the token into the pod's projected volume",
+    "rewrite": "the kubelet swapped the renewed token into the pod's projected volume",
     "read token": "read the projected token from AWS_WEB_IDENTITY_TOKEN_FILE",
     "AssumeRoleWithWebIdentity": "botocore sent AssumeRoleWithWebIdentity (unsigned: the "
     "token is the proof) with AWS_ROLE_ARN and a generated session name",
@@ -114,24 +120,67 @@ def recorded_run(
         stack.aws.fetcher.invalidate()
     mark = stack.trace.mark()
     done = lab.exec(pod, list(argv))
-    return Run(tuple(argv), done.returncode, done.stdout, done.stderr, stack.trace.since(mark))
+    during = stack.trace.since(mark)
+    events = token_origin(stack.trace.events(), during) + during
+    return Run(tuple(argv), done.returncode, done.stdout, done.stderr, events)
+
+
+def token_origin(events: Sequence[TraceEvent], reads: Sequence[TraceEvent]) -> list[TraceEvent]:
+    """The kubelet's TokenRequest and volume write behind each "read token" in ``reads``.
+
+    A read names the pod's uid and the ``..`` payload folder it resolved to; the
+    kubelet's write of that folder, and its last TokenRequest for the same pod and
+    volume before it, are taken from ``events`` (all the trace holds). Nothing is
+    returned for a read that names no folder, or whose write the trace no longer holds.
+    """
+    out: list[TraceEvent] = []
+    for read in reads:
+        if read.call != "read token" or not read.detail.get("payload"):
+            continue
+        uid = read.detail.get("uid")
+        write = next(
+            (
+                e
+                for e in reversed(events)
+                if e.recorder == "kubelet"
+                and e.target == "token-file"
+                and e.detail.get("uid") == uid
+                and e.detail.get("payload") == read.detail["payload"]
+            ),
+            None,
+        )
+        if write is None:
+            continue
+        request = next(
+            (
+                e
+                for e in reversed(events)
+                if e.recorder == "kubelet"
+                and e.call.endswith("TokenRequest")
+                and e.ok
+                and e.seq < write.seq
+                and e.detail.get("uid") == uid
+                and e.detail.get("volume") == write.detail.get("volume")
+            ),
+            None,
+        )
+        for ev in (request, write):
+            if ev is not None and ev not in out:
+                out.append(ev)
+    return sorted(out, key=lambda e: (e.wall, e.seq))
 
 
 def _sdk_view(events: Sequence[TraceEvent]) -> list[TraceEvent]:
     """The events as seen by the caller of each step.
 
     The OIDC host and STS's key fetcher both record each fetch; keep STS's side (the
-    fetcher's, which carries the URL) and drop the host's echo and the key summary.
-    A token read is added where botocore reads the file: right before it calls STS.
+    fetcher's, which carries the URL) and drop the host's record and the key summary.
     """
-    kept: list[TraceEvent] = []
-    for ev in events:
-        if ev.target == "oidc" and "url" not in ev.detail:
-            continue
-        if ev.call == "AssumeRoleWithWebIdentity" and ev.source == "sdk":
-            kept.append(TraceEvent(ev.seq, ev.at, "sdk", "token-file", "read token", "ok"))
-        kept.append(ev)
-    return kept
+    return [
+        ev
+        for ev in events
+        if not (ev.target == "oidc" and (ev.recorder == "oidc" or "url" not in ev.detail))
+    ]
 
 
 def exchange_steps(events: Sequence[TraceEvent]) -> list[Step]:
@@ -141,6 +190,18 @@ def exchange_steps(events: Sequence[TraceEvent]) -> list[Step]:
 
 def _fact(ev: TraceEvent) -> str:
     d = ev.detail
+    if ev.call.endswith("TokenRequest"):
+        return (
+            f"{d.get('serviceaccount')} for pod {d.get('pod')}, audiences={d.get('audiences')}, "
+            f"expirationSeconds={d.get('expirationSeconds')}"
+        )
+    if ev.recorder == "kubelet" and ev.target == "token-file":
+        return f"volume {d.get('volume')}"
+    if ev.call == "read token":
+        return (
+            f"{d.get('path')}, opened by {d.get('opener')} in {d.get('process')}, "
+            f"called from {d.get('called_from')}"
+        )
     if ev.call == "AssumeRoleWithWebIdentity" and ev.source == "sdk":
         return f"RoleArn={d.get('role_arn')}, RoleSessionName={d.get('session')}"
     if ev.call == "parse token":

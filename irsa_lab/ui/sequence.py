@@ -1,8 +1,9 @@
 """The STS exchange as a sequence diagram, drawn from what the components recorded.
 
 specs/teaching.md §6.2. :func:`steps_from_trace` maps :class:`~irsa_lab.trace.TraceEvent`
-records onto lanes (pod/SDK, token file, STS, OIDC discovery, JWKS, IAM trust check,
-S3); :func:`sequence_figure` draws lifelines and numbered arrows with matplotlib, and
+records onto lanes (API server, kubelet, token file, pod/SDK, STS, OIDC discovery, JWKS,
+IAM trust check, S3), in the order they happened; every arrow is an event some
+component recorded, none is added here. :func:`sequence_figure` draws lifelines and numbered arrows with matplotlib, and
 marks a failed step three ways: a red arrow, an ``X`` at its end, and the words
 ``FAILED: <code>``. :func:`mermaid` gives the same steps as a Mermaid block, which
 JupyterLab renders from Markdown and a screen reader or a copy-paste can use as text.
@@ -33,9 +34,13 @@ __all__ = [
     "steps_from_trace",
 ]
 
+# Left to right as the token travels: the kubelet asks the API server for it and
+# writes it to the file, the SDK reads it there and takes it to STS.
 LANES: tuple[str, ...] = (
-    "pod/SDK",
+    "API server",
+    "kubelet",
     "token file",
+    "pod/SDK",
     "STS",
     "OIDC discovery",
     "JWKS",
@@ -47,7 +52,7 @@ COMPONENT_LANES: dict[str, str] = {
     "pod": "pod/SDK",
     "sdk": "pod/SDK",
     "token-file": "token file",
-    "kubelet": "token file",
+    "kubelet": "kubelet",
     "sts": "STS",
     "oidc": "OIDC discovery",
     "iam": "IAM trust check",
@@ -66,6 +71,7 @@ _MERMAID_IDS = {
     "S3": "S3",
     "IMDS": "IMDS",
     "API server": "API",
+    "kubelet": "Kubelet",
     "webhook": "Webhook",
 }
 FAIL_COLOR = "#d62728"
@@ -99,9 +105,10 @@ def lane_of(component: str, call: str = "") -> str | None:
 
 
 def steps_from_trace(events: Iterable[TraceEvent], *, lanes: Sequence[str] = LANES) -> list[Step]:
-    """Map recorded events to steps, in recording order; events off ``lanes`` are dropped."""
+    """Map recorded events to steps in the order they happened (``wall``, then ``seq``);
+    events off ``lanes`` are dropped."""
     steps = []
-    for ev in sorted(events, key=lambda e: e.seq):
+    for ev in sorted(events, key=lambda e: (e.wall, e.seq)):
         src, dst = lane_of(ev.source, ev.call), lane_of(ev.target, ev.call)
         if src is None or dst is None or src not in lanes or dst not in lanes:
             continue
@@ -117,6 +124,8 @@ def reference_steps(fail: str | None = None, code: str = "AccessDenied") -> list
     Steps after a failure are dropped, except the error reply to the SDK.
     """
     calls = [
+        Step("kubelet", "API server", "TokenRequest"),
+        Step("kubelet", "token file", "write"),
         Step("pod/SDK", "token file", "read token"),
         Step("pod/SDK", "STS", "AssumeRoleWithWebIdentity"),
         Step("STS", "STS", "parse token"),
