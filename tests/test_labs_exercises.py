@@ -230,3 +230,38 @@ def test_reset_restores_the_default_scenario_whatever_was_broken(the_lab: Lab) -
     }
     equals = trust_policy(the_lab)["Statement"][0]["Condition"]["StringEquals"]
     assert equals[_sub_key(the_lab)] == f"system:serviceaccount:{C.NAMESPACE}:{C.SERVICE_ACCOUNT}"
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "hint"),
+    [
+        (
+            "AccessDenied",
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+            "access-denied",
+        ),
+        (
+            "InvalidIdentityToken",
+            "No OpenIDConnect provider found in your account for https://oidc.example/id/X",
+            "no-oidc-provider",
+        ),
+        ("InvalidIdentityToken", "Incorrect token audience", "audience-not-a-client-id"),
+        ("ExpiredTokenException", "Token expired: current date/time 2 ...", "sdk-error"),
+        (
+            "InvalidIdentityToken",
+            "The token signature could not be verified with the identity provider's key",
+            "invalid-identity-token",
+        ),
+    ],
+)
+def test_the_hint_follows_the_sts_failure_class(
+    monkeypatch: pytest.MonkeyPatch, code: str, message: str, hint: str
+) -> None:
+    from irsa_lab.labs.exercise import NotSolved
+    from irsa_lab.labs.probes import Identity
+
+    me = Identity(error=code, operation="AssumeRoleWithWebIdentity", message=message)
+    monkeypatch.setattr(catalog, "whoami", lambda *_a, **_k: me)
+    with pytest.raises(NotSolved) as exc:
+        catalog._runs_as_role(None)  # type: ignore[arg-type]
+    assert exc.value.hint == hint

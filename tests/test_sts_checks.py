@@ -134,9 +134,38 @@ def test_an_expired_token_is_expired_token_exception_with_both_times(sts_lab: St
     )
 
 
-def test_a_token_expired_within_five_minutes_of_skew_is_still_accepted(sts_lab: StsLab):
+# No leeway: real STS refused a token 198 s past exp (awslabs/aws-orbit-workbench#707).
+@pytest.mark.parametrize("past_by", [1, 198, 290])
+def test_a_token_past_exp_by_any_seconds_is_expired_with_aws_message(sts_lab: StsLab, past_by):
     now = int(sts_lab.now)
-    sts_lab.assume(sts_lab.token(iat=now - 3600, exp=now - 240))
+    token = sts_lab.token(iat=now - 3600, nbf=now - 3600, exp=now - past_by)
+    assert refused(sts_lab, token) == (
+        "ExpiredTokenException",
+        400,
+        f"Token expired: current date/time {now} must be before the expiration date/time "
+        f"{now - past_by}",
+    )
+
+
+def test_a_token_at_exactly_exp_is_expired(sts_lab: StsLab):
+    now = int(sts_lab.now)
+    assert refused(sts_lab, sts_lab.token(iat=now - 60, nbf=now - 60, exp=now))[0] == (
+        "ExpiredTokenException"
+    )
+
+
+def test_a_token_one_second_before_exp_is_accepted(sts_lab: StsLab):
+    now = int(sts_lab.now)
+    out = sts_lab.assume(sts_lab.token(iat=now - 3600, nbf=now - 3600, exp=now + 1))
+    assert out["Credentials"]["AccessKeyId"].startswith("ASIA")
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_nbf_or_iat_in_the_future_by_any_seconds_is_refused(sts_lab: StsLab, claim):
+    now = int(sts_lab.now)
+    for ahead in (1, 200):
+        code, _, message = refused(sts_lab, sts_lab.token(**{claim: now + ahead}))
+        assert code == "InvalidIdentityToken" and f"date/time {now + ahead}" in message
 
 
 @pytest.mark.parametrize(
@@ -376,5 +405,108 @@ def test_an_oversized_token_is_refused_by_the_service_model(sts_lab: StsLab):
 
 def test_the_lab_clock_decides_token_expiry(sts_lab: StsLab):
     token = sts_lab.token()
-    sts_lab.clock.advance(86400 + 301)
+    sts_lab.clock.advance(86400 - 1)
+    sts_lab.assume(token)
+    sts_lab.clock.advance(1)
     assert refused(sts_lab, token)[0] == "ExpiredTokenException"
+
+
+# --- the exception tree -------------------------------------------------------------------
+def _all_failures() -> list[type]:
+    from irsa_lab.aws.sts import errors
+
+    return [getattr(errors, n) for n in errors.__all__ if isinstance(getattr(errors, n), type)]
+
+
+def test_every_failure_class_says_when_it_is_raised_and_carries_its_wire_code():
+    from irsa_lab.aws.errors import AwsError
+    from irsa_lab.aws.sts.errors import StsError
+
+    for cls in _all_failures():
+        assert issubclass(cls, StsError) and issubclass(cls, AwsError), cls
+        assert (cls.__doc__ or "").startswith("Raised when "), cls
+        err = cls(explanation="why, for the learner")
+        assert (err.code, err.status) == (cls.wire_code, cls.http_status)
+        assert err.explanation == "why, for the learner"
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "name"),
+    [
+        ("InvalidIdentityToken", "Incorrect token audience", "InvalidAudience"),
+        (
+            "InvalidIdentityToken",
+            f"No OpenIDConnect provider found in your account for {ISSUER}",
+            "NoOpenIDConnectProvider",
+        ),
+        ("InvalidIdentityToken", "Missing a required claim: sub", "MissingRequiredClaim"),
+        ("InvalidIdentityToken", "something new", "InvalidIdentityToken"),
+        ("ExpiredTokenException", "Token expired: current date/time 2 must be ...", "ExpiredToken"),
+        ("AccessDenied", DENIED[2], "AccessDenied"),
+        ("ValidationError", "Request ARN is invalid", "InvalidRoleArn"),
+        ("IDPCommunicationError", UNREACHABLE, "IDPCommunicationError"),
+    ],
+)
+def test_a_wire_error_is_classified_by_class_not_by_its_callers(code, message, name):
+    from irsa_lab.aws.sts.errors import failure_from_wire
+
+    got = failure_from_wire(code, message)
+    assert got is not None and got.__name__ == name
+    assert failure_from_wire("SignatureDoesNotMatch", "anything") is None
+
+
+def test_refusals_through_the_wire_come_back_as_the_class_that_raised_them(sts_lab: StsLab):
+    from irsa_lab.aws.sts import errors
+    from irsa_lab.aws.sts.errors import failure_from_wire
+
+    now = int(sts_lab.now)
+    cases = {
+        errors.InvalidAudience: sts_lab.token(aud=["sts.amazon.com"]),
+        errors.ExpiredToken: sts_lab.token(exp=now - 1),
+        errors.ImmatureToken: sts_lab.token(nbf=now + 1),
+        errors.KeyNotFound: sts_lab.token(kid="not-a-kid"),
+        errors.MissingRequiredClaim: sts_lab.token(sub=None),
+        errors.InvalidClaimType: sts_lab.token(exp=now + 3600.5),
+        errors.MalformedToken: "garbage-that-is-not-a-jwt",
+    }
+    for cls, token in cases.items():
+        code, _, message = refused(sts_lab, token)
+        assert failure_from_wire(code, message) is cls, (cls, message)
+
+
+def test_the_pipeline_names_the_step_that_refused(sts_lab: StsLab):
+    import asyncio
+
+    from irsa_lab.aws.sts import StsError, assume_role_with_web_identity
+    from irsa_lab.aws.sts.checks import keys_from_jwks
+    from irsa_lab.constants import ROLE_ARN
+
+    now = int(sts_lab.now)
+    jwks = {"keys": [sts_lab.issuer.key.public_jwk()]}
+    expected = {
+        "parse": "a.b.c",
+        "algorithm": sts_lab.issuer.forge(sts_lab.now, "none"),
+        "claims": sts_lab.token(aud=None),
+        "OIDC provider": sts_lab.token(iss="https://example.com/id/X"),
+        "kid": sts_lab.token(kid="unknown"),
+        "signature": sts_lab.token(key=sts_lab.other_key, kid=sts_lab.issuer.key.kid),
+        "times": sts_lab.token(exp=now),
+        "audience": sts_lab.token(aud="other"),
+        "trust policy": sts_lab.token(sub="system:serviceaccount:default:other"),
+    }
+    for step, token in expected.items():
+        params = {"RoleArn": ROLE_ARN, "RoleSessionName": "steps", "WebIdentityToken": token}
+        with pytest.raises(StsError) as exc:
+            asyncio.run(
+                assume_role_with_web_identity(
+                    sts_lab.account,
+                    params,
+                    clock=sts_lab.clock,
+                    wall_clock=sts_lab.clock,
+                    keys_for_issuer=keys_from_jwks(jwks),
+                    trace=sts_lab.trace,
+                )
+            )
+        assert exc.value.step == step, (step, exc.value)
+    failed = [e for e in sts_lab.trace.events() if not e.ok and "step" in e.detail]
+    assert [e.detail["step"] for e in failed] == list(expected)

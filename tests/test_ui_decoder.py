@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from irsa_lab.aws.sts import errors as E
 from irsa_lab.clock import LAB_EPOCH, ManualClock
 from irsa_lab.ids import Ids
 from irsa_lab.kube.tokens import IssuedToken, TokenIssuer
@@ -58,7 +59,8 @@ def test_a_changed_claim_with_the_old_signature_fails_at_the_signature(issued, j
     forged = tamper(issued.token, "sub", "system:serviceaccount:kube-system:admin")
     v = check(forged, jwks)
     assert not v.ok and v.failed_step == "signature"
-    assert "signature does not match the payload" in (v.error or "")
+    assert isinstance(v.failure, E.InvalidSignature)
+    assert "signature does not match the header and payload" in (v.error or "")
     assert v.claims["sub"] == "system:serviceaccount:kube-system:admin"
     # the signature segment itself was kept
     assert forged.rsplit(".", 1)[1] == issued.token.rsplit(".", 1)[1]
@@ -66,39 +68,89 @@ def test_a_changed_claim_with_the_old_signature_fails_at_the_signature(issued, j
 
 def test_an_unknown_kid_fails_before_the_signature(issued, jwks) -> None:
     v = check(tamper(issued.token, "kid", "rotated-away", part="header"), jwks)
-    assert v.failed_step == "kid in JWKS"
+    assert v.failed_step == "kid" and isinstance(v.failure, E.KeyNotFound)
     assert "rotated-away is not in the JWKS" in (v.error or "")
 
 
 def test_garbage_fails_at_parse(jwks) -> None:
-    assert check("not.a-jwt", jwks).failed_step == "parse"
-    assert check("a.b.c", jwks).failed_step == "parse"
+    for text in ("not.a-jwt", "a.b.c"):
+        v = check(text, jwks)
+        assert v.failed_step == "parse" and isinstance(v.failure, E.MalformedToken)
 
 
 def test_alg_none_is_refused(issued, jwks) -> None:
     v = check(tamper(issued.token, "alg", "none", part="header"), jwks)
-    assert v.failed_step == "parse" and "'none' is not accepted" in (v.error or "")
+    assert v.failed_step == "algorithm" and isinstance(v.failure, E.UnsupportedAlgorithm)
+    assert "alg 'none' is not one STS accepts" in (v.error or "")
+    assert v.failure.message == "Unsupported token signing algorithm: none"
 
 
 @pytest.mark.parametrize(
-    ("claim", "value", "step"),
+    ("claim", "value", "step", "failure"),
     [
-        ("iss", "https://oidc.eks.eu-west-1.amazonaws.com/id/OTHER", "iss"),
-        ("aud", ["sts.amazon.com"], "aud"),
-        ("exp", int(LAB_EPOCH) - 1, "exp/nbf"),
-        ("nbf", int(LAB_EPOCH) + 3600, "exp/nbf"),
+        ("sub", None, "claims", E.MissingRequiredClaim),
+        ("exp", int(LAB_EPOCH) + 3600.5, "claims", E.InvalidClaimType),
+        (
+            "iss",
+            "https://oidc.eks.eu-west-1.amazonaws.com/id/OTHER",
+            "OIDC provider",
+            E.NoOpenIDConnectProvider,
+        ),
+        ("aud", ["sts.amazon.com"], "audience", E.InvalidAudience),
+        ("aud", [AUD, "other"], "audience", E.InvalidAudience),
+        ("exp", int(LAB_EPOCH) + 60, "times", E.ExpiredToken),
+        ("nbf", int(LAB_EPOCH) + 61, "times", E.ImmatureToken),
+        ("iat", int(LAB_EPOCH) + 61, "times", E.IssuedInTheFuture),
     ],
 )
-def test_re_signed_tokens_fail_at_the_claim_check(issued, jwks, key, claim, value, step) -> None:
-    v = check(tamper(issued.token, claim, value, resign_with=key), jwks)
-    assert v.failed_step == step
+def test_re_signed_tokens_fail_at_the_claim_check(
+    issued, jwks, key, claim, value, step, failure
+) -> None:
+    if value is None:
+        v = check(tamper(issued.token, claim, resign_with=key), jwks)
+    else:
+        v = check(tamper(issued.token, claim, value, resign_with=key), jwks)
+    assert v.failed_step == step and type(v.failure) is failure
     assert [s for s, ok, _m in v.step_results if ok] == list(STEPS[: STEPS.index(step)])
+
+
+def test_several_audiences_are_matched_on_azp_as_sts_does(issued, jwks, key) -> None:
+    token = tamper(issued.token, "aud", [AUD, "other"], resign_with=key)
+    assert check(tamper(token, "azp", AUD, resign_with=key), jwks).ok
+    v = check(tamper(token, "azp", "other", resign_with=key), jwks)
+    assert isinstance(v.failure, E.InvalidAudience)
+
+
+def test_no_leeway_one_second_before_exp_passes_and_at_exp_fails(issued, jwks) -> None:
+    exp = int(issued.claims["exp"])
+    assert check(issued.token, jwks, now=exp - 1).ok
+    v = check(issued.token, jwks, now=exp)
+    assert v.failed_step == "times" and isinstance(v.failure, E.ExpiredToken)
+    assert v.failure.message == (
+        f"Token expired: current date/time {exp} must be before the expiration date/time {exp}"
+    )
 
 
 def test_an_expired_token_is_reported_relative_to_the_lab_clock(issued, jwks) -> None:
     v = check(issued.token, jwks, now=LAB_EPOCH + 86400 + 3600)
-    assert v.failed_step == "exp/nbf"
-    assert v.error == "exp/nbf: token expired at 2024-03-28 14:00:00 UTC (1 h ago)"
+    assert v.failed_step == "times"
+    assert v.error == (
+        "times: the token expired at 2024-03-28T14:00:00Z, 3600 s ago (STS allows no leeway)"
+    )
+    assert v.text().endswith(
+        "=> token rejected at step 'times': STS answers ExpiredTokenException (400): Token "
+        f"expired: current date/time {int(LAB_EPOCH) + 90000} must be before the expiration "
+        f"date/time {int(LAB_EPOCH) + 86400}"
+    )
+
+
+def test_a_jwks_without_usable_keys_is_an_idp_communication_error(issued) -> None:
+    v = check(issued.token, {"keys": []})
+    assert v.failed_step == "JWKS" and isinstance(v.failure, E.IDPCommunicationError)
+
+
+def test_without_expectations_the_tokens_own_issuer_and_audience_pass(issued, jwks) -> None:
+    assert verify_token(issued.token, jwks, now=LAB_EPOCH + 60).ok
 
 
 def test_claims_are_explained_with_their_trust_policy_keys(issued) -> None:
@@ -139,7 +191,8 @@ def test_the_widget_follows_its_textarea_and_the_tamper_button(issued, jwks, key
     w.value_input.value = '["someone-else"]'
     w.resign_box.value = True
     w.apply_tamper()
-    assert w.state()["failed_step"] == "aud"
+    assert w.state()["failed_step"] == "audience"
+    assert w.state()["sts_answer"] == ("InvalidIdentityToken", "Incorrect token audience")
 
     w.token = "garbage"
     assert w.state()["failed_step"] == "parse"

@@ -171,3 +171,51 @@ def test_a_playground_on_the_seeded_account_allows_the_article_set_up() -> None:
     assert pg.verdict.allowed, pg.verdict.text()
     pg.apply_preset("missing OIDC provider")
     assert pg.error_code == "InvalidIdentityToken"
+
+
+def test_a_refusal_carries_the_sts_exception_class_and_its_step() -> None:
+    from irsa_lab.aws.sts import errors as E
+
+    pg = Playground(ISSUER, providers=PROVIDERS)
+    expected = {
+        "audience mismatch": (E.InvalidAudience, "audience"),
+        "missing OIDC provider": (E.NoOpenIDConnectProvider, "OIDC provider"),
+        "wrong namespace": (E.TrustPolicyDenied, "trust policy"),
+    }
+    for name, (cls, step) in expected.items():
+        v = pg.apply_preset(name)
+        assert type(v.failure) is cls and v.step == step, name
+    assert pg.apply_preset("correct").failure is None
+
+
+def test_judging_a_signed_token_runs_every_sts_step_with_no_leeway() -> None:
+    from irsa_lab.aws.sts import errors as E
+    from irsa_lab.clock import LAB_EPOCH, ManualClock
+    from irsa_lab.ids import Ids
+    from irsa_lab.kube.tokens import TokenIssuer
+    from irsa_lab.pki import SigningKey
+
+    key = SigningKey.generate()
+    issued = TokenIssuer(ISSUER, key, clock=ManualClock(LAB_EPOCH), ids=Ids(7)).issue(
+        namespace="default",
+        service_account=("s3-readonly-sa", "uid"),
+        audiences=["sts.amazonaws.com"],
+        expiration_seconds=3600,
+    )
+    jwks = {"keys": [key.public_jwk()]}
+    policy = trust_policy_text(ISSUER)
+
+    def at(now: float) -> Verdict:
+        return judge(policy, providers=PROVIDERS, token=issued.token, jwks=jwks, now=now)
+
+    assert at(LAB_EPOCH + 3599).allowed
+    late = at(LAB_EPOCH + 3600)
+    assert (late.code, late.step, type(late.failure)) == (
+        "ExpiredTokenException",
+        "times",
+        E.ExpiredToken,
+    )
+    forged = issued.token[:-4] + ("AAAA" if not issued.token.endswith("AAAA") else "BBBB")
+    bad = judge(policy, providers=PROVIDERS, token=forged, jwks=jwks, now=LAB_EPOCH)
+    assert bad.step == "signature" and isinstance(bad.failure, E.InvalidSignature)
+    assert bad.failed_conditions[0].key == "signature"

@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .. import constants as C
+from ..aws.sts import errors as sts_errors
 from .exercise import Exercise, NotSolved
 from .probes import (
     PodFacts,
@@ -140,18 +141,19 @@ def _runs_as_role(lab: Lab, pod: str = C.POD_NAME, namespace: str = C.NAMESPACE)
         )
     if me.role:
         raise NotSolved("other-role", f"{where} {me.summary}, not {C.ROLE_NAME}")
-    if me.error == "AccessDenied":
+    failure = me.failure
+    if failure is not None and issubclass(failure, sts_errors.AccessDenied):
         raise NotSolved(
             "access-denied",
             f"{where} {me.summary} (STS accepted the token but the role's trust policy "
             "did not let it in)",
         )
-    if me.error == "InvalidIdentityToken":
-        if "No OpenIDConnect provider" in me.message:
-            raise NotSolved("no-oidc-provider", f"{where} {me.summary}")
-        if "audience" in me.message:
-            raise NotSolved("audience-not-a-client-id", f"{where} {me.summary}")
-        raise NotSolved("invalid-identity-token", f"{where} {me.summary}")
+    if failure is not None and issubclass(failure, sts_errors.InvalidIdentityToken):
+        hint = {
+            sts_errors.NoOpenIDConnectProvider: "no-oidc-provider",
+            sts_errors.InvalidAudience: "audience-not-a-client-id",
+        }.get(failure, "invalid-identity-token")
+        raise NotSolved(hint, f"{where} {me.summary}")
     if me.error == "NoCredentials":
         raise NotSolved("no-credentials", f"{where} {me.summary}")
     raise NotSolved("sdk-error", f"{where} {me.summary}")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import constants as C
 from ..aws.policy import evaluate, oidc_trust_context
+from ..aws.sts.errors import StsError, failure_from_wire
 
 if TYPE_CHECKING:
     from ..session import Lab
@@ -31,7 +31,8 @@ class Identity:
     """Who the SDK in a pod turned out to be, or why it could not be anybody.
 
     ``role`` is the role name of an assumed-role ARN (the session name, which holds
-    random digits, is left out); ``error`` is AWS's error code, or ``NoCredentials``.
+    random digits, is left out); ``error`` is AWS's error code, or ``NoCredentials``;
+    :attr:`failure` is the STS exception class that answer stands for.
     """
 
     role: str | None = None
@@ -39,6 +40,14 @@ class Identity:
     error: str | None = None
     operation: str | None = None
     message: str = ""
+
+    @property
+    def failure(self) -> type[StsError] | None:
+        """The class of STS's refusal (``NoOpenIDConnectProvider``, ``InvalidAudience``...),
+        for a check to branch on; None when STS did not refuse."""
+        if self.error is None or self.operation != "AssumeRoleWithWebIdentity":
+            return None
+        return failure_from_wire(self.error, self.message)
 
     @property
     def summary(self) -> str:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import constants as C
+from ..jose import decode_unverified
 from ..kube.kubelet import DATA_DIR_NAME, PROJECTED_PLUGIN_DIR
-from ..kube.tokens import decode_unverified
 from ..session import Lab
 from ..ui.decoder import TokenDecoder, explain_claims, verify_token
 from ..ui.text import mask_secret, utc_text
@@ -31,6 +31,7 @@ __all__ = [
     "delete_pod_keep_token",
     "claims_text",
     "lab_now",
+    "oidc_providers",
     "renew_token",
     "short_token",
     "timeline",
@@ -113,14 +114,25 @@ def token_status(lab: Lab, pod_name: str = C.POD_NAME) -> dict[str, Any]:
 # --- decoding and verifying --------------------------------------------------------------
 
 
+def oidc_providers(lab: Lab) -> dict[str, list[str]]:
+    """The account's IAM OIDC providers, URL (issuer without https://) -> client IDs,
+    read with boto3 as ``aws iam list-open-id-connect-providers`` would."""
+    iam = lab.aws_client("iam")
+    providers: dict[str, list[str]] = {}
+    for entry in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
+        got = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=entry["Arn"])
+        providers[str(got["Url"]).removeprefix("https://")] = list(got.get("ClientIDList", []))
+    return providers
+
+
 def token_decoder(lab: Lab, token: str) -> TokenDecoder:
-    """The decoder widget, checking against the lab issuer's JWKS at the lab's time."""
+    """The decoder widget: STS's token checks against the lab issuer's JWKS and the
+    account's OIDC providers, at the lab's time."""
     return TokenDecoder(
         token,
         jwks=lab.jwks(),
         now=lambda: lab_now(lab),
-        issuer=lab.endpoints["issuer"],
-        audience=C.DEFAULT_AUDIENCE,
+        providers=oidc_providers(lab),
     )
 
 
@@ -155,10 +167,8 @@ def verify_walkthrough(lab: Lab, token: str) -> str:
         for k in keys
     ]
     lines.append(f"4. The token's header: alg {header.get('alg')}, kid {header.get('kid')}")
-    lines.append("5. The checks STS runs on the token itself, in order:")
-    v = verify_token(
-        token, jwks, issuer=doc.get("issuer"), audience=C.DEFAULT_AUDIENCE, now=lab_now(lab)
-    )
+    lines.append("5. The checks STS runs on the token itself, in order (the STS stand-in's code):")
+    v = verify_token(token, jwks, providers=oidc_providers(lab), now=lab_now(lab))
     lines += ["   " + line for line in v.text().splitlines()]
     return "\n".join(lines)
 

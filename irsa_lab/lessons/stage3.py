@@ -30,11 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..aws.sts.errors import failure_from_wire
 from ..constants import ROLE_NAME
 from ..kube.podexec import minimal_env
 from ..trace import TraceEvent
 from ..ui.playground import PRESETS, ConditionRow, Playground, Verdict, trust_policy_text
 from ..ui.text import text_table
+from .stage2 import oidc_providers
 
 __all__ = [
     "PresetCheck",
@@ -118,13 +120,9 @@ def _steps_rows(events: Sequence[TraceEvent]) -> list[ConditionRow]:
 
 
 def _step_of(events: Sequence[TraceEvent]) -> str:
-    failed = [e for e in events if not e.ok and e.source == "sts" and e.target != "sdk"]
-    call = failed[0].call if failed else "evaluate trust policy"
-    return {
-        "find OIDC provider": "OIDC provider",
-        "check claims": "audience",
-        "evaluate trust policy": "trust policy",
-    }.get(call, call)
+    """The pipeline step that refused, as the STS stand-in recorded it."""
+    failed = [e for e in events if not e.ok and e.source == "sts" and "step" in e.detail]
+    return str(failed[0].detail["step"]) if failed else "trust policy"
 
 
 class RealSts:
@@ -185,15 +183,18 @@ class RealSts:
             except ClientError as err:
                 events = trace.since(mark) if trace is not None else []
                 error = err.response.get("Error", {})
+                code, message = str(error.get("Code")), str(error.get("Message"))
+                cls = failure_from_wire(code, message)
                 return Verdict(
                     False,
-                    str(error.get("Code")),
-                    str(error.get("Message")),
+                    code,
+                    message,
                     int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)),
                     _steps_rows(events),
                     "\n".join(f"{e.call}: {e.detail.get('why', e.outcome)}" for e in events),
                     step=_step_of(events),
                     source=REAL_SOURCE,
+                    failure=None if cls is None else cls(message),
                 )
             events = trace.since(mark) if trace is not None else []
             return Verdict(
@@ -331,10 +332,7 @@ def playground(lab: Any, *, role_name: str = ROLE_NAME) -> Playground:
     real STS stand-in (its "Try it for real" button and :meth:`Playground.run_for_real`)."""
     iam = lab.aws_client("iam")
     role = iam.get_role(RoleName=role_name)["Role"]
-    providers: dict[str, list[str]] = {}
-    for entry in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
-        got = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=entry["Arn"])
-        providers[str(got["Url"]).removeprefix("https://")] = list(got.get("ClientIDList", []))
+    providers = oidc_providers(lab)
     real = RealSts(lab, role_name=role_name)
     pg = Playground(
         lab.endpoints["issuer"],

@@ -2,25 +2,26 @@
 
 Pure functions first: :func:`explain_claims` says what each claim means and which part
 of the IAM side it meets (the OIDC provider lookup, the trust-policy condition keys);
-:func:`verify_token` runs the checks STS runs on the token itself, one named step at a
-time, with PyJWT; :func:`tamper` edits a claim and keeps the old signature, which is
-what an attacker who cannot sign would have to do. :class:`TokenDecoder` is a thin
-widget over them whose state a plain notebook cell can print.
+:func:`verify_token` runs the token steps of the STS check pipeline
+(:data:`irsa_lab.aws.sts.TOKEN_STEPS`) - the very code the STS stand-in runs, so the
+decoder and STS cannot disagree about a token; :func:`tamper` edits a claim and keeps
+the old signature, which is what an attacker who cannot sign would have to do.
+:class:`TokenDecoder` is a thin widget over them whose state a plain notebook cell
+can print.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import ipywidgets as widgets
-import jwt
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
 
+from .. import jose
+from ..aws.sts.checks import TOKEN_STEPS, IamView, Pipeline, State, keys_from_jwks
+from ..aws.sts.errors import StsError
 from ..clock import Clock
 from ..pki import SigningKey
 from .text import (
@@ -49,31 +50,8 @@ __all__ = [
     "verify_token",
 ]
 
-# The signature algorithms STS accepts for web identity tokens (specs/sts.md §2.2).
-ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
-STEPS = ("parse", "kid in JWKS", "signature", "iss", "aud", "exp/nbf")
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _split(token: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    parts = token.strip().split(".")
-    if len(parts) != 3:
-        raise ValueError(f"a JWT has 3 dot-separated parts, this text has {len(parts)}")
-    try:
-        header = json.loads(_b64url_decode(parts[0]))
-        claims = json.loads(_b64url_decode(parts[1]))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"header or payload is not base64url-encoded JSON ({exc})") from None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise ValueError("header and payload must be JSON objects")
-    return header, claims, parts
+ALGORITHMS = jose.ALGORITHMS
+STEPS = TOKEN_STEPS
 
 
 def issuer_key(iss: str) -> str:
@@ -130,11 +108,11 @@ def explain_claims(claims: Mapping[str, Any], *, now: float | None = None) -> li
                 "nbf": "not valid before",
             }[name]
             shown = _time_value(value, now)
-            iam = (
-                "STS time checks (about 5 min of clock-skew tolerance)"
-                if name != "iat"
-                else "STS rejects tokens issued in the future"
-            )
+            iam = {
+                "exp": "STS refuses the token from this second on (no clock-skew tolerance)",
+                "iat": "STS refuses a token issued in the future",
+                "nbf": "STS refuses the token before this second (no clock-skew tolerance)",
+            }[name]
         elif name == "jti":
             meaning = "unique token id (for audit logs)"
             iam = "not used by STS"
@@ -162,6 +140,8 @@ class Verification:
 
     ``step_results`` lists ``(step, ok, message)`` for every step run, in order; the
     checks stop at the first failure, as STS does, so the failing step is the last one.
+    ``failure`` is the exception STS raises for the token (its class names the
+    failure, its ``code`` and ``message`` are what STS answers).
     """
 
     ok: bool
@@ -169,10 +149,19 @@ class Verification:
     error: str | None = None
     header: dict[str, Any] = field(default_factory=dict)
     claims: dict[str, Any] = field(default_factory=dict)
+    failure: StsError | None = None
 
     @property
     def failed_step(self) -> str | None:
         return None if self.ok or not self.step_results else self.step_results[-1][0]
+
+    @property
+    def verdict(self) -> str:
+        if self.ok:
+            return "token accepted"
+        out = f"token rejected at step {self.failed_step!r}"
+        f = self.failure
+        return out if f is None else f"{out}: STS answers {f.code} ({f.status}): {f.message}"
 
     def text(self) -> str:
         """A plain-text table of every step, the ones not reached included."""
@@ -184,27 +173,29 @@ class Verification:
                 rows.append((step, status_word(ok), msg))
             else:
                 rows.append((step, status_word(None), "stopped at an earlier step"))
-        verdict = "token accepted" if self.ok else f"token rejected at step {self.failed_step!r}"
-        return text_table(("step", "result", "detail"), rows) + f"\n=> {verdict}"
+        return text_table(("step", "result", "detail"), rows) + f"\n=> {self.verdict}"
 
 
-def _find_key(
-    header: Mapping[str, Any], jwks: Mapping[str, Any]
-) -> tuple[dict[str, Any] | None, str]:
-    keys = [k for k in jwks.get("keys", []) if isinstance(k, dict)]
-    kid = header.get("kid")
-    if kid is None:
-        # Without a kid STS can only use a JWKS that holds a single key.
-        if len(keys) == 1:
-            return keys[
-                0
-            ], "no kid in the header; the JWKS has exactly one key, so that one is used"
-        return None, f"no kid in the header and the JWKS has {len(keys)} keys: which one?"
-    for k in keys:
-        if k.get("kid") == kid:
-            return k, f"kid {kid} is in the JWKS"
-    known = ", ".join(str(k.get("kid")) for k in keys) or "none"
-    return None, f"kid {kid} is not in the JWKS (keys published: {known})"
+def _peek(token: str) -> dict[str, Any]:
+    try:
+        return jose.parse_compact(token.strip()).claims
+    except jose.JoseError:
+        return {}
+
+
+def _expected(token: str, issuer: str | None, audience: str | Sequence[str] | None) -> IamView:
+    """The IAM a decoder without an account stands for: one provider for ``issuer``
+    with ``audience`` as client IDs; what is not given is taken from the token itself
+    ("no expectation": that step passes)."""
+    claims = _peek(token) if issuer is None or audience is None else {}
+    iss = issuer if issuer is not None else str(claims.get("iss", ""))
+    if audience is None:
+        auds = as_list(claims.get("aud"))
+        azp = claims.get("azp")
+        client_ids = [*auds, azp] if isinstance(azp, str) else auds
+    else:
+        client_ids = as_list(audience)
+    return IamView({issuer_key(iss): [str(a) for a in client_ids]})
 
 
 def verify_token(
@@ -213,98 +204,37 @@ def verify_token(
     *,
     issuer: str | None = None,
     audience: str | Sequence[str] | None = None,
+    providers: Mapping[str, Sequence[str]] | None = None,
     now: float,
-    leeway: float = 0.0,
 ) -> Verification:
     """Check a JWT as STS checks the token itself, step by step (:data:`STEPS`).
 
-    ``issuer`` and ``audience`` (one or several accepted values) are checked when given.
-    ``now`` is explicit: PyJWT's own time checks read the wall clock, so they are done
-    here instead, with ``leeway`` seconds of tolerance.
+    ``providers`` is IAM's side: each OIDC provider URL (issuer without ``https://``)
+    with its client IDs. Without it, ``issuer`` and ``audience`` (one or several
+    accepted values) stand for one provider; left out, the token's own are taken.
+    ``now`` is the lab clock; like STS, no leeway.
     """
+    iam = IamView(dict(providers)) if providers is not None else _expected(token, issuer, audience)
     steps: list[tuple[str, bool, str]] = []
+    seen: list[State] = []
 
-    def fail(
-        step: str,
-        message: str,
-        header: dict[str, Any] | None = None,
-        claims: dict[str, Any] | None = None,
-    ) -> Verification:
-        steps.append((step, False, message))
-        return Verification(False, steps, f"{step}: {message}", header or {}, claims or {})
+    def observe(step: str, state: State, err: StsError | None) -> None:
+        if not seen:
+            seen.append(state)
+        if err is None:
+            steps.append((step, True, state.notes[-1][1]))
+        else:
+            steps.append((step, False, err.explanation))
 
+    pipeline = Pipeline(iam, now, steps=TOKEN_STEPS, observe=observe)
     try:
-        header, claims, _parts = _split(token)
-    except ValueError as exc:
-        return fail("parse", str(exc))
-    alg = header.get("alg")
-    if alg not in ALGORITHMS:
-        return fail(
-            "parse",
-            f"alg {alg!r} is not accepted (STS accepts {', '.join(ALGORITHMS)})",
-            header,
-            claims,
+        state = pipeline.run(token, keys_from_jwks(jwks))
+    except StsError as err:
+        got = seen[0] if seen else State(token)
+        return Verification(
+            False, steps, f"{err.step}: {err.explanation}", got.header, got.claims, err
         )
-    steps.append(("parse", True, f"3 parts; header and payload are JSON; alg {alg}"))
-
-    jwk, message = _find_key(header, jwks)
-    if jwk is None:
-        return fail("kid in JWKS", message, header, claims)
-    steps.append(("kid in JWKS", True, message))
-
-    try:
-        key = jwt.PyJWK(jwk, algorithm=str(alg)).key
-        jwt.PyJWS().decode_complete(token.strip(), key=key, algorithms=[str(alg)])
-    except jwt.InvalidSignatureError:
-        return fail(
-            "signature",
-            "signature does not match the payload: the token was changed after it was "
-            "signed, or signed with another key",
-            header,
-            claims,
-        )
-    except jwt.PyJWTError as exc:
-        return fail("signature", f"cannot verify: {exc}", header, claims)
-    steps.append(("signature", True, "signature matches header and payload (the published key)"))
-
-    iss = claims.get("iss")
-    if issuer is None:
-        steps.append(("iss", True, f"iss is {iss!r} (no expected issuer given)"))
-    elif iss != issuer:
-        return fail("iss", f"iss {iss!r} is not the expected issuer {issuer!r}", header, claims)
-    else:
-        steps.append(("iss", True, f"iss {iss!r} is the expected issuer"))
-
-    auds = as_list(claims.get("aud"))
-    if audience is None:
-        steps.append(("aud", True, f"aud is {auds} (no expected audience given)"))
-    else:
-        wanted = as_list(audience)
-        if not set(auds) & set(wanted):
-            return fail(
-                "aud", f"aud {auds} holds none of the accepted audiences {wanted}", header, claims
-            )
-        steps.append(("aud", True, f"aud {auds} holds an accepted audience"))
-
-    exp, nbf = claims.get("exp"), claims.get("nbf")
-    if not isinstance(exp, int | float):
-        return fail("exp/nbf", "the exp claim is missing or not a number", header, claims)
-    if exp <= now - leeway:
-        return fail(
-            "exp/nbf",
-            f"token expired at {utc_text(exp)} ({relative_time(exp, now)})",
-            header,
-            claims,
-        )
-    if isinstance(nbf, int | float) and nbf > now + leeway:
-        return fail(
-            "exp/nbf",
-            f"token not valid before {utc_text(nbf)} ({relative_time(nbf, now)})",
-            header,
-            claims,
-        )
-    steps.append(("exp/nbf", True, f"valid now; expires {relative_time(exp, now)}"))
-    return Verification(True, steps, None, header, claims)
+    return Verification(True, steps, None, state.header, state.claims)
 
 
 # --- tampering --------------------------------------------------------------------------
@@ -328,7 +258,11 @@ def tamper(
     """
     if part not in ("header", "payload"):
         raise ValueError("part must be 'header' or 'payload'")
-    header, claims, parts = _split(token)
+    try:
+        jws = jose.parse_compact(token.strip())
+    except jose.JoseError as exc:
+        raise ValueError(str(exc)) from None
+    header, claims, parts = dict(jws.header), dict(jws.claims), jws.segments
     target = header if part == "header" else claims
     if value is _DELETE:
         target.pop(claim, None)
@@ -336,7 +270,9 @@ def tamper(
         target[claim] = value
 
     def enc(obj: Mapping[str, Any]) -> str:
-        return _b64url(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
+        return jose.b64url_encode(
+            json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        )
 
     head = enc(header) if part == "header" else parts[0]
     body = enc(claims) if part == "payload" else parts[1]
@@ -345,9 +281,8 @@ def tamper(
     if part != "header":
         header = {**header, "alg": "RS256", "kid": resign_with.kid}
         head = enc(header)
-    signing_input = f"{head}.{body}".encode("ascii")
-    sig = resign_with.private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-    return f"{head}.{body}.{_b64url(sig)}"
+    sig = jose.signature(f"{head}.{body}".encode("ascii"), resign_with.private_key, "RS256")
+    return f"{head}.{body}.{jose.b64url_encode(sig)}"
 
 
 def parse_value(text: str) -> Any:
@@ -376,7 +311,7 @@ def _verification_html(v: Verification) -> str:
         ok, msg = done.get(step, (None, "stopped at an earlier step"))
         rows.append((step, status_word(ok), msg))
         styles.append(STYLE_OK if ok else STYLE_FAIL if ok is False else STYLE_MUTED)
-    verdict = f"{OK} token accepted" if v.ok else f"{FAIL} token rejected at step {v.failed_step!r}"
+    verdict = f"{OK if v.ok else FAIL} {v.verdict}"
     return (
         html_table(("step", "result", "detail"), rows, caption="Verification", row_styles=styles)
         + f"<p><b>{escape(verdict)}</b></p>"
@@ -399,11 +334,13 @@ class TokenDecoder(widgets.VBox):
         now: float | Clock | Callable[[], float],
         issuer: str | None = None,
         audience: str | Sequence[str] | None = None,
+        providers: Mapping[str, Sequence[str]] | None = None,
         signing_key: SigningKey | None = None,
     ) -> None:
         self.jwks = dict(jwks)
         self.issuer = issuer
         self.audience = audience
+        self.providers = None if providers is None else {k: list(v) for k, v in providers.items()}
         self.signing_key = signing_key
         self._now = now
         self.original_token = token
@@ -485,7 +422,14 @@ class TokenDecoder(widgets.VBox):
 
     def _render(self) -> None:
         now = self.now()
-        v = verify_token(self.token, self.jwks, issuer=self.issuer, audience=self.audience, now=now)
+        v = verify_token(
+            self.token,
+            self.jwks,
+            issuer=self.issuer,
+            audience=self.audience,
+            providers=self.providers,
+            now=now,
+        )
         self.verification = v
         if v.header:
             self.header_html.value = html_table(
@@ -509,4 +453,5 @@ class TokenDecoder(widgets.VBox):
             "failed_step": v.failed_step,
             "error": v.error,
             "steps": [(s, ok) for s, ok, _ in v.step_results],
+            "sts_answer": None if v.failure is None else (v.failure.code, v.failure.message),
         }

@@ -1,19 +1,16 @@
 """The trust-policy playground: edit the role's trust policy or the token, see STS's answer.
 
-:func:`judge` is the pure core. It takes the checks of the STS stand-in that do not
-need a signed token, in STS's order (specs/sts.md §2.2):
+:func:`judge` is the pure core. The trust policy must parse first (else
+``MalformedPolicyDocument``: IAM would refuse to save it, so STS never sees it); then
+it runs the STS check pipeline (:class:`irsa_lab.aws.sts.Pipeline`, the code the STS
+stand-in runs) on IAM's state as the playground holds it:
 
-1. the trust policy must parse (else ``MalformedPolicyDocument``: IAM would refuse to
-   save it, so STS never sees it);
-2. an IAM OIDC provider must exist for ``iss`` (``InvalidIdentityToken``, "No
-   OpenIDConnect provider found in your account for <iss>");
-3. the token's audience must be one of that provider's client IDs
-   (``InvalidIdentityToken``, "Incorrect token audience");
-4. the trust policy, evaluated by :mod:`irsa_lab.aws.policy` with the same request
-   context STS builds (:func:`~irsa_lab.aws.policy.oidc_trust_context`); a refusal is
-   ``AccessDenied`` (403) "Not authorized to perform sts:AssumeRoleWithWebIdentity".
+- given edited claims (the widget's fields), the steps that need no signed token:
+  ``OIDC provider`` ("No OpenIDConnect provider found in your account for <iss>"),
+  ``audience`` ("Incorrect token audience"), ``role`` and ``trust policy``
+  (``AccessDenied``, 403, "Not authorized to perform sts:AssumeRoleWithWebIdentity");
+- given a signed token and the issuer's JWKS, every step from ``parse`` on, as STS.
 
-Signature, key and time checks are the decoder's business (:mod:`.decoder`).
 :class:`Playground` is the widget; :data:`PRESETS` name the classic mistakes.
 """
 
@@ -27,8 +24,15 @@ from typing import Any, NamedTuple
 import ipywidgets as widgets
 
 from ..aws.errors import AwsError
-from ..aws.policy import Decision, evaluate, oidc_trust_context, parse_policy
-from ..aws.sts import ACCESS_DENIED_MESSAGE
+from ..aws.policy import Decision, parse_policy
+from ..aws.sts.checks import TOKEN_STEPS, IamView, Pipeline, keys_from_jwks
+from ..aws.sts.errors import (
+    ACCESS_DENIED_MESSAGE,
+    InvalidAudience,
+    NoOpenIDConnectProvider,
+    StsError,
+    TrustPolicyDenied,
+)
 from ..constants import ACCOUNT_ID, DEFAULT_AUDIENCE, NAMESPACE, ROLE_ARN, SERVICE_ACCOUNT
 from .text import (
     FAIL,
@@ -72,8 +76,9 @@ class ConditionRow(NamedTuple):
 class Verdict:
     """What STS would answer, and why.
 
-    ``code`` is None when allowed; ``step`` names the check that decided
-    (``policy syntax``, ``OIDC provider``, ``audience``, ``trust policy``).
+    ``code`` is None when allowed; ``step`` names the check that decided: ``policy
+    syntax`` (IAM's), else a step of :data:`irsa_lab.aws.sts.STEPS`; ``failure`` is
+    the exception STS raises (its class names the failure).
     """
 
     allowed: bool
@@ -84,6 +89,7 @@ class Verdict:
     explanation: str
     step: str = "trust policy"
     source: str = "playground"
+    failure: StsError | None = None
 
     @property
     def failed_conditions(self) -> list[ConditionRow]:
@@ -197,14 +203,22 @@ def _rows(decision: Decision, policy: Any, caller_arn: str) -> list[ConditionRow
     return rows
 
 
+CLAIM_STEPS = ("OIDC provider", "audience", "role", "trust policy")
+"""The pipeline steps :func:`judge` runs on edited claims (no signed token to check)."""
+
+
 def judge(
     policy_text: str,
-    claims: Mapping[str, Any],
+    claims: Mapping[str, Any] | None = None,
     *,
     providers: Mapping[str, Sequence[str]],
     role_arn: str = ROLE_ARN,
+    token: str | None = None,
+    jwks: Mapping[str, Any] | None = None,
+    now: float | None = None,
 ) -> Verdict:
-    """STS's verdict on ``claims`` (``iss``, ``sub``, ``aud``, optionally ``azp``).
+    """STS's verdict on ``claims`` (``iss``, ``sub``, ``aud``, optionally ``azp``), or on
+    a signed ``token`` checked against ``jwks`` at ``now`` (the lab clock).
 
     ``providers`` maps each IAM OIDC provider URL (issuer without ``https://``) to its
     client IDs. The checks run in STS's order; the first failure decides.
@@ -231,23 +245,57 @@ def judge(
             f"MalformedPolicyDocument), so STS never evaluates it. {err.explanation}",
             step="policy syntax",
         )
+    parts = role_arn.split(":")
+    iam = IamView(
+        {k: list(v) for k, v in providers.items()},
+        {role_arn: policy_text},
+        account_id=parts[4] if len(parts) > 4 else ACCOUNT_ID,
+        partition=parts[1] if len(parts) > 4 else "aws",
+    )
+    try:
+        if token is None:
+            state = Pipeline(iam, 0.0, role_arn=role_arn, steps=CLAIM_STEPS).run(
+                None, claims=dict(claims or {})
+            )
+        else:
+            if jwks is None or now is None:
+                raise ValueError("judging a token needs the issuer's jwks and now")
+            pipeline = Pipeline(iam, now, role_arn=role_arn, steps=(*TOKEN_STEPS, *CLAIM_STEPS[2:]))
+            state = pipeline.run(token, keys_from_jwks(jwks))
+    except StsError as err:
+        return _refusal(err, policy, providers, role_arn)
+    assert state.decision is not None
+    return Verdict(
+        True,
+        None,
+        "AssumeRoleWithWebIdentity succeeds",
+        200,
+        _rows(state.decision, policy, state.provider.arn if state.provider else ""),
+        state.decision.explain(),
+        step="trust policy",
+    )
 
-    iss = str(claims.get("iss", ""))
-    host_path = _host_path(iss)
-    known = sorted(providers)
-    if not iss.startswith("https://") or host_path not in providers:
-        message = f"No OpenIDConnect provider found in your account for {iss}"
+
+def _refusal(
+    err: StsError, policy: Any, providers: Mapping[str, Sequence[str]], role_arn: str
+) -> Verdict:
+    """The verdict for a refusal: STS's answer, and rows that show the failed check."""
+
+    def verdict(rows: list[ConditionRow], explanation: str) -> Verdict:
         return Verdict(
-            False,
-            "InvalidIdentityToken",
-            message,
-            400,
+            False, err.code, err.message, err.status, rows, explanation, err.step, failure=err
+        )
+
+    if isinstance(err, NoOpenIDConnectProvider):
+        iss = str(err.detail.get("iss", ""))
+        known = sorted(providers)
+        return verdict(
             [
                 ConditionRow(
                     "iss",
                     "has an IAM OIDC provider",
                     known,
-                    [host_path],
+                    [_host_path(iss)],
                     False,
                     "IAM looks the provider up by the issuer without https://, "
                     "exactly (case, trailing slash and cluster id matter)",
@@ -256,20 +304,12 @@ def judge(
             f"STS strips https:// from the token's iss ({iss!r}) and finds no IAM OIDC "
             f"provider with that URL; the account has {known or 'none'}. Create the "
             "provider for the cluster's issuer (eksctl utils associate-iam-oidc-provider).",
-            step="OIDC provider",
         )
-    client_ids = list(providers[host_path])
-    arn = provider_arn(role_arn, host_path)
-
-    auds = as_list(claims.get("aud"))
-    audience = auds[0] if len(auds) == 1 else claims.get("azp")
-    if not isinstance(audience, str) or audience not in client_ids:
-        shown = auds if audience is None else [str(audience)]
-        return Verdict(
-            False,
-            "InvalidIdentityToken",
-            "Incorrect token audience",
-            400,
+    if isinstance(err, InvalidAudience):
+        client_ids = [str(c) for c in err.detail.get("client_ids", [])]
+        shown = [str(a) for a in as_list(err.detail.get("audience"))]
+        arn = err.detail.get("provider")
+        return verdict(
             [
                 ConditionRow(
                     "aud",
@@ -284,30 +324,14 @@ def judge(
             f"The token's audience {shown} is not among the client IDs {client_ids} of "
             f"{arn}. Either the ServiceAccount's eks.amazonaws.com/audience annotation "
             "changed the token's audience, or the provider was created with another one.",
-            step="audience",
         )
-
-    ctx = oidc_trust_context(arn, {"sub": claims.get("sub", ""), "aud": audience})
-    decision = evaluate([("trust policy", policy)], ctx)
-    rows = _rows(decision, policy, arn)
-    if decision.allowed:
-        return Verdict(
-            True,
-            None,
-            "AssumeRoleWithWebIdentity succeeds",
-            200,
-            rows,
-            decision.explain(),
-            step="trust policy",
-        )
-    return Verdict(
-        False,
-        "AccessDenied",
-        ACCESS_DENIED_MESSAGE,
-        403,
-        rows,
-        decision.explain(),
-        step="trust policy",
+    if isinstance(err, TrustPolicyDenied) and err.decision is not None:
+        request = err.decision.request
+        caller = request.principal.get("Federated", [""])[0] if request is not None else ""
+        return verdict(_rows(err.decision, policy, str(caller)), err.explanation)
+    return verdict(
+        [ConditionRow(err.step, "STS step", ["passes"], [err.message], False, err.explanation)],
+        err.explanation,
     )
 
 

@@ -91,7 +91,7 @@ _TOKEN_WORDS = {
     "not yet issued": "the kubelet has not written it yet",
     "valid": "STS accepts it",
     "due for renewal": "the kubelet asks the API server for a new one and rewrites the file",
-    "expired": "STS answers ExpiredTokenException (after about 5 min of tolerance)",
+    "expired": "STS answers ExpiredTokenException (from exp on: no clock-skew tolerance)",
 }
 _CRED_WORDS = {
     "not yet issued": "the SDK has not called STS yet",
