@@ -16,10 +16,10 @@ from .report import SuiteResult, render
 
 
 def run_suites() -> list[SuiteResult]:
-    from . import webhook
+    from . import apiserver, webhook
 
     results = []
-    for suite in (webhook,):
+    for suite in (webhook, apiserver):
         started = time.monotonic()
         result = suite.run()
         result.seconds = time.monotonic() - started

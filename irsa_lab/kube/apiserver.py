@@ -29,6 +29,7 @@ import yaml
 from aiohttp import web
 
 from ..clock import Clock, rfc3339
+from ..constants import NODE_NAME
 from ..httpd import Served, ServerLoop
 from ..ids import Ids
 from ..pki import LabCA
@@ -52,6 +53,7 @@ from .pods import (
     apply_pod_defaults,
     check_shape,
     default_tolerations,
+    pod_warnings,
     priority_admission,
     service_account_admission,
     validate_name,
@@ -93,6 +95,9 @@ UNDELETABLE_NAMESPACES = ("default", "kube-public", "kube-system")
 AUTHENTICATION_GROUP = "authentication.k8s.io"
 MAX_BODY = 3 * 1024 * 1024  # the real server's limit for a request body
 DEFAULT_WATCH_TIMEOUT_S = 1800
+# What the real server sends on every API response (the discovery documents, which
+# are meant to be cached, say "public, max-age=3600" instead).
+API_CACHE_CONTROL = "no-cache, private"
 _PUBLIC_PATHS = frozenset(
     {
         "/healthz",
@@ -260,6 +265,7 @@ class ApiServer:
         service_resolver: Callable[[Obj], str] | None = None,
         token: str | None = None,
         admission_log_size: int = 50,
+        node_name: str | None = NODE_NAME,
     ) -> None:
         self.issuer = issuer
         self.clock = clock
@@ -276,6 +282,10 @@ class ApiServer:
             service_resolver=service_resolver,
             on_record=self.admission_log.append,
         )
+        # The lab's one node: new pods are bound to it, as the scheduler binds them on
+        # a cluster, once a kubelet stand-in subscribes to on_pod_created (with no
+        # kubelet there is no node, and pods stay unscheduled). None never binds.
+        self.node_name = node_name
         self.on_pod_created: list[PodHook] = []
         self.on_pod_deleted: list[PodHook] = []
         # Awaited before the mutating webhooks are called for a pod (the stack uses it
@@ -433,6 +443,7 @@ class ApiServer:
         else:
             validate_webhook_configuration(obj)
         self._stamp(obj)
+        obj["metadata"]["generation"] = 1
         return _ordered(self._store_new(disc.WEBHOOKS, obj), disc.WEBHOOKS)
 
     async def create_pod(
@@ -474,15 +485,20 @@ class ApiServer:
         pod.pop("apiVersion", None)
         pod.pop("kind", None)
         validate_pod(pod)
+        # The strategy's warnings come after the webhooks' (they run in BeforeCreate).
+        warnings = [*result.warnings, *pod_warnings(pod)]
         pod["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
         self._stamp(pod)
+        pod["metadata"]["generation"] = 1  # as the real server (v1.36) gives every pod
         if dry_run:
             pod["metadata"].setdefault(
                 "name",
                 (pod["metadata"].get("generateName") or "") + self.ids.generate_name_suffix(),
             )
-            return _ordered(pod, disc.PODS), result.warnings
+            return _ordered(pod, disc.PODS), warnings
         stored = _ordered(self._store_new(disc.PODS, pod), disc.PODS)
+        # The create answer is the pod as stored; the binding is a later write.
+        bound = self._bind(stored)
         self.trace.record(
             "learner",
             "apiserver",
@@ -493,8 +509,28 @@ class ApiServer:
             pod=stored["metadata"]["name"],
             webhooks=len(result.records),
         )
-        await self._run_hooks(self.on_pod_created, stored)
-        return stored, result.warnings
+        await self._run_hooks(self.on_pod_created, bound)
+        return stored, warnings
+
+    def _bind(self, pod: Obj) -> Obj:
+        """Stand in for the scheduler: bind a new pod to :attr:`node_name` (one write,
+        a MODIFIED event, as the real binding is), so ``spec.nodeName`` is set and the
+        pod's tokens carry the ``node`` claim. Returns the pod as bound."""
+        spec = pod.get("spec") or {}
+        if self.node_name is None or not self.on_pod_created or spec.get("nodeName"):
+            return pod
+        meta = pod["metadata"]
+        node = self.node_name
+        try:
+            bound = self.store.mutate(
+                "pods",
+                meta["namespace"],
+                meta["name"],
+                lambda o: o.setdefault("spec", {}).__setitem__("nodeName", node),
+            )
+        except ApiError:
+            return pod  # deleted meanwhile
+        return _ordered(bound, disc.PODS)
 
     async def _run_hooks(self, hooks: list[PodHook], pod: Obj) -> None:
         for hook in list(hooks):
@@ -580,7 +616,9 @@ class ApiServer:
                 )
             )
         if causes:
-            raise invalid("TokenRequest", meta.get("name", ""), causes, AUTHENTICATION_GROUP)
+            # The real server has already named the request after the ServiceAccount
+            # in the URL, so the message quotes that name, not the mismatched one.
+            raise invalid("TokenRequest", sa_name, causes, AUTHENTICATION_GROUP)
         sa = self.store.get("serviceaccounts", namespace, sa_name)
         if sa is None:
             raise not_found("serviceaccounts", sa_name)
@@ -630,8 +668,10 @@ class ApiServer:
                     )
                 uid = pod["metadata"]["uid"]
                 if ref.get("uid") and ref["uid"] != uid:
+                    # This conflict names the object by its Kind ("Pod"), not by
+                    # its resource, as the real server's message does.
                     raise conflict(
-                        "pods",
+                        "Pod",
                         ref_name,
                         f"the UID in the bound object reference ({ref['uid']}) does "
                         f"not match the UID in record. The object might have been "
@@ -660,9 +700,13 @@ class ApiServer:
             node=node_ref,
         )
         now = self.clock.now()
-        out_spec: Obj = {"audiences": audiences, "expirationSeconds": expiration}
-        if ref:
-            out_spec["boundObjectRef"] = dict(ref)
+        # boundObjectRef is a pointer without omitempty in the Go type: an unbound
+        # request is echoed with "boundObjectRef": null.
+        out_spec: Obj = {
+            "audiences": audiences,
+            "expirationSeconds": expiration,
+            "boundObjectRef": dict(ref) if ref else None,
+        }
         self.trace.record(
             "kubelet" if pod_ref else "learner",
             "apiserver",
@@ -705,7 +749,7 @@ class ApiServer:
             )
         kept = {
             k: old["metadata"][k]
-            for k in ("name", "namespace", "uid", "creationTimestamp")
+            for k in ("name", "namespace", "uid", "creationTimestamp", "generation")
             if k in old["metadata"]
         }
         meta = {k: v for k, v in meta.items() if k not in _SYSTEM_META or k == "resourceVersion"}
@@ -743,6 +787,10 @@ class ApiServer:
                 )
         new.pop("apiVersion", None)
         new.pop("kind", None)
+        # generation counts changes of what the object asks for, not of its metadata.
+        watched = {"pods": "spec", "mutatingwebhookconfigurations": "webhooks"}.get(res.name)
+        if watched and "generation" in meta and new.get(watched) != old.get(watched):
+            meta["generation"] = int(meta["generation"]) + 1
         return new
 
     def replace(self, res: Resource, namespace: str, name: str, body: Any) -> Obj:
@@ -833,8 +881,12 @@ class ApiServer:
 
     @staticmethod
     def _status_response(err: ApiError) -> web.Response:
+        # Compact, as every JSON body the real server writes.
         resp = web.Response(
-            body=json.dumps(err.status()).encode(), status=err.code, content_type="application/json"
+            body=json.dumps(err.status(), separators=(",", ":")).encode(),
+            status=err.code,
+            content_type="application/json",
+            headers={"Cache-Control": API_CACHE_CONTROL},
         )
         for k, v in err.headers.items():
             resp.headers[k] = v
@@ -851,7 +903,7 @@ class ApiServer:
             body=json.dumps(obj, separators=(",", ":")).encode(),
             status=status,
             content_type=content_type,
-            headers=headers,
+            headers={"Cache-Control": API_CACHE_CONTROL, **(headers or {})},
         )
 
     async def _body(self, request: web.Request, patch: bool = False, protobuf: bool = False) -> Any:
@@ -1146,7 +1198,10 @@ class ApiServer:
                 )
             except ApiError as err:
                 expired = err
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        resp = web.StreamResponse(
+            status=200,
+            headers={"Content-Type": "application/json", "Cache-Control": API_CACHE_CONTROL},
+        )
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         if expired is not None:

@@ -129,6 +129,7 @@ _POD = {
             "runAsGroup": _INT,
             "runAsNonRoot": _BOOL,
         },
+        "nodeSelector": _MAP,
         "tolerations": [
             {
                 "key": _STR,
@@ -333,6 +334,52 @@ def priority_admission(pod: Obj) -> None:
     """The Priority admission plugin with no PriorityClass: priority 0."""
     pod["spec"].setdefault("priority", 0)
     pod["spec"].setdefault("preemptionPolicy", "PreemptLowerPriority")
+
+
+# --- warnings -------------------------------------------------------------------------
+
+# Node labels the real server warns about in a pod's nodeSelector, with its advice.
+DEPRECATED_NODE_LABELS: dict[str, str] = {
+    "beta.kubernetes.io/arch": 'deprecated since v1.14; use "kubernetes.io/arch" instead',
+    "beta.kubernetes.io/os": 'deprecated since v1.14; use "kubernetes.io/os" instead',
+    "failure-domain.beta.kubernetes.io/region": (
+        'deprecated since v1.17; use "topology.kubernetes.io/region" instead'
+    ),
+    "failure-domain.beta.kubernetes.io/zone": (
+        'deprecated since v1.17; use "topology.kubernetes.io/zone" instead'
+    ),
+    "beta.kubernetes.io/instance-type": (
+        'deprecated since v1.17; use "node.kubernetes.io/instance-type" instead'
+    ),
+}
+SECCOMP_POD_ANNOTATION = "seccomp.security.alpha.kubernetes.io/pod"
+SECCOMP_CONTAINER_ANNOTATION_PREFIX = "container.seccomp.security.alpha.kubernetes.io/"
+_SECCOMP_ADVICE = 'non-functional in v1.27+; use the "seccompProfile" field instead'
+
+
+def pod_warnings(pod: Obj) -> list[str]:
+    """The ``Warning`` texts the real server adds when it stores ``pod`` (a subset).
+
+    Why: learners copy old manifests, and kubectl prints these warnings; the lab
+    should print them too. In the real server's order: deprecated nodeSelector labels,
+    then the pod's seccomp annotation, then each container's (existing containers
+    only). The webhooks' own warnings come before these (they run first).
+    """
+    spec = pod.get("spec") or {}
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    out = [
+        f"spec.nodeSelector[{key}]: {DEPRECATED_NODE_LABELS[key]}"
+        for key in spec.get("nodeSelector") or {}
+        if key in DEPRECATED_NODE_LABELS
+    ]
+    if SECCOMP_POD_ANNOTATION in annotations:
+        out.append(f"metadata.annotations[{SECCOMP_POD_ANNOTATION}]: {_SECCOMP_ADVICE}")
+    for group in ("initContainers", "containers"):
+        for c in spec.get(group) or []:
+            key = SECCOMP_CONTAINER_ANNOTATION_PREFIX + str(c.get("name", ""))
+            if key in annotations:
+                out.append(f"metadata.annotations[{key}]: {_SECCOMP_ADVICE}")
+    return out
 
 
 # --- the ServiceAccount admission plugin -------------------------------------------

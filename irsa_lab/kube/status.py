@@ -204,7 +204,11 @@ def invalid(kind: str, name: str, causes: list[StatusCause], group: str = "") ->
         for c in causes
     ]
     what = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
-    details: StatusDetails = {"name": name}
+    # The real server leaves an empty name out of details (omitempty); the message
+    # still quotes it, e.g. ``TokenRequest.authentication.k8s.io "" is invalid``.
+    details: StatusDetails = {}
+    if name:
+        details["name"] = name
     if group:
         details["group"] = group
     details["kind"] = kind
