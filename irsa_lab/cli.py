@@ -1,4 +1,4 @@
-"""The ``irsa-lab`` command (DESIGN.md, "CLI")."""
+"""The ``irsa-lab`` command (README, "The command line")."""
 
 from __future__ import annotations
 

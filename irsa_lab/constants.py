@@ -6,7 +6,7 @@ documentation (see ../shared/specs). Units are given in each name or comment.
 
 from __future__ import annotations
 
-# --- the default scenario (DESIGN.md, "The default scenario") -----------------
+# --- the default scenario: the article's account, region, role, ServiceAccount, bucket ---
 ACCOUNT_ID = "123456789012"
 REGION = "eu-west-1"
 ROLE_NAME = "AmazonEKSPodS3ReadOnlyAccessRole"
@@ -24,7 +24,7 @@ NODE_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{NODE_ROLE_NAME}"
 NODE_INSTANCE_ID = "i-0abc1234def567890"
 CLUSTER_NAME = "irsa-lab"
 
-# --- webhook (specs/webhook.md §1, §4, §5) -------------------------------------
+# --- webhook (docs/reference/webhook.md §1, §4, §5) -------------------------------------
 ANNOTATION_PREFIX = "eks.amazonaws.com"
 ROLE_ARN_ANNOTATION = f"{ANNOTATION_PREFIX}/role-arn"
 AUDIENCE_ANNOTATION = f"{ANNOTATION_PREFIX}/audience"
@@ -48,7 +48,7 @@ ENV_REGION = "AWS_REGION"
 ENV_ROLE_ARN = "AWS_ROLE_ARN"
 ENV_WEB_IDENTITY_TOKEN_FILE = "AWS_WEB_IDENTITY_TOKEN_FILE"
 
-# --- Kubernetes (specs/kubernetes.md §0, §1) -----------------------------------
+# --- Kubernetes (docs/reference/kubernetes.md §0, §1) -----------------------------------
 SA_TOKEN_MIN_EXPIRATION_S = 600  # "may not specify a duration less than 10 minutes"
 SA_TOKEN_MAX_EXPIRATION_S = 2**32
 SA_TOKEN_DEFAULT_EXPIRATION_S = 3600
@@ -97,7 +97,7 @@ IAM_MAX_TRUST_POLICY_SIZE = 2048  # default quota "Role trust policy length"
 S3_OWNER_ID = "75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a"
 S3_OWNER_DISPLAY_NAME = "admin"
 
-# --- webhook, continued (specs/webhook.md §1-§4, §9) ----------------------------
+# --- webhook, continued (docs/reference/webhook.md §1-§4, §9) ----------------------------
 # Annotation key suffixes: the full key is f"{--annotation-prefix}/{suffix}".
 ROLE_ARN_SUFFIX = "role-arn"
 AUDIENCE_SUFFIX = "audience"
@@ -127,13 +127,13 @@ ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
 POD_IDENTITY_LABEL = "eks.amazonaws.com/pod-identity"
 POD_IDENTITY_LABEL_VALUE = "enabled"
 
-# The webhook's HTTP surface (specs/webhook.md §6.1).
+# The webhook's HTTP surface (docs/reference/webhook.md §6.1).
 WEBHOOK_MUTATE_PATH = "/mutate"
 WEBHOOK_HEALTHZ_PATH = "/healthz"
 WEBHOOK_CONTENT_TYPE = "application/json"  # must match exactly, else HTTP 415
 ADMISSION_REVIEW_VERSIONS = ("v1beta1",)  # as upstream's deploy/mutatingwebhook.yaml
 
-# --- kind backend (specs/kubernetes.md §2, §5; irsa_lab/kind) --------------------
+# --- kind backend (docs/reference/kubernetes.md §2, §5; irsa_lab/kind) --------------------
 KIND_CLUSTER_NAME = CLUSTER_NAME
 # kind v0.32.0 is the first release that translates an unversioned, map-form
 # ClusterConfiguration patch to kubeadm v1beta4 (needed for Kubernetes >= 1.36).

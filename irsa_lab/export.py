@@ -5,7 +5,7 @@ and every lab (``labs/*.ipynb``) in a fresh kernel, keeps the widget state nbcli
 saves in the notebook metadata (``application/vnd.jupyter.widget-state+json``), and
 writes one HTML page per notebook plus an ``index.html``.
 
-Why this module exists (specs/teaching.md §4.4): ``jupyter nbconvert --to html`` makes
+Why this module exists (docs/reference/teaching.md §4.4): ``jupyter nbconvert --to html`` makes
 the page load the widget manager from unpkg, require.js from cdnjs and mermaid from
 cdnjs, so on an air-gapped workshop network the widgets and diagrams never render.
 Here every script the page loads sits next to it under ``static/``:

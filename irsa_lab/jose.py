@@ -35,7 +35,7 @@ __all__ = [
     "verify",
 ]
 
-# The signature algorithms STS accepts for web identity tokens (specs/sts.md §2.2).
+# The signature algorithms STS accepts for web identity tokens (docs/reference/sts.md §2.2).
 ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 _CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
 _PYJWT = get_default_algorithms()
@@ -125,7 +125,7 @@ def key_fits(alg: str, key: Any) -> bool:
 def verify(jws: CompactJws, alg: str, key: Any) -> bool:
     """True when the signature verifies under ``key`` with ``alg`` (one of :data:`ALGORITHMS`).
 
-    The algorithm is the token's, not the key's (specs/sts.md §2.2 step 6); a key of
+    The algorithm is the token's, not the key's (docs/reference/sts.md §2.2 step 6); a key of
     the wrong type or curve, or a signature of the wrong size, simply does not verify.
     """
     if alg not in ALGORITHMS or not key_fits(alg, key):

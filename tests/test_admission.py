@@ -1,4 +1,4 @@
-"""Mutating admission webhooks as the real API server calls them (specs/kubernetes.md §3)."""
+"""Mutating admission webhooks as the real API server calls them (docs/reference/kubernetes.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The CLI contract of DESIGN.md, driven as a user would: `irsa-lab up --detach`, then
+"""The CLI contract of the README, driven as a user would: `irsa-lab up --detach`, then
 kubectl, `irsa-lab env` and `irsa-lab exec` against it, then `irsa-lab down`."""
 
 from __future__ import annotations

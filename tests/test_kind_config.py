@@ -35,7 +35,7 @@ from irsa_lab.kind.keys import ensure_keys, jwks, load_keys, public_pem, write_k
 from irsa_lab.pki import SigningKey
 
 ROOT = Path(__file__).resolve().parents[1]
-# specs/kubernetes.md §5.1: kind v0.32.0's node image.
+# docs/reference/kubernetes.md §5.1: kind v0.32.0's node image.
 SPEC_NODE_IMAGE = (
     "kindest/node:v1.36.1@sha256:3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5"
 )

@@ -28,7 +28,7 @@ def test_environment_yml_pins_the_python_the_project_supports() -> None:
 
 
 def test_kubernetes_client_is_held_below_37_while_boto3_is_a_dependency() -> None:
-    # kubernetes 37 needs python-dateutil>=3; botocore needs <3 (see DEVELOPERS notes).
+    # kubernetes 37 needs python-dateutil>=3; botocore needs <3 (pip would backtrack for 15+ minutes between them).
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     kube = next(d for d in deps if d.startswith("kubernetes"))
     assert "<37" in kube

@@ -1,4 +1,4 @@
-"""Every misconfiguration of specs/sts.md §2.4 and every token attack, through boto3."""
+"""Every misconfiguration of docs/reference/sts.md §2.4 and every token attack, through boto3."""
 
 # ruff: noqa: F811  (pytest fixtures are imported, then named as parameters)
 

@@ -1,4 +1,4 @@
-"""The service-account token issuer: claims, header and kid exactly as specs/kubernetes.md §1.2-1.3."""
+"""The service-account token issuer: claims, header and kid exactly as docs/reference/kubernetes.md §1.2-1.3."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Shared helpers for the webhook tests: the fixture harness, a running webhook, a fake API.
 
 * :func:`load_case` / :func:`case_inputs` reproduce upstream's fixture harness
-  (specs/webhook.md §7.1): the ``testing.eks.amazonaws.com/*`` annotations of a pod
+  (docs/reference/webhook.md §7.1): the ``testing.eks.amazonaws.com/*`` annotations of a pod
   file become the ServiceAccount's annotations, the flags and the container
   credentials config; :func:`normalise_patch` removes Go serialisation artifacts (§7.3).
 * :func:`running_webhook` serves the webhook over HTTPS with a fresh lab CA.

@@ -1,7 +1,7 @@
 """The EC2 instance metadata service (IMDS) stand-in: the node role's credentials.
 
 When nothing earlier in botocore's chain finds credentials, it asks IMDS
-(specs/sts.md §4.8): ``PUT /latest/api/token`` for an IMDSv2 session token, then
+(docs/reference/sts.md §4.8): ``PUT /latest/api/token`` for an IMDSv2 session token, then
 ``GET /latest/meta-data/iam/security-credentials/`` (the role name) and
 ``GET .../security-credentials/<role>`` (the keys). Any process on the node,
 including every pod, gets the *node's* role this way: the security problem the

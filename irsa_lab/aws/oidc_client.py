@@ -3,7 +3,7 @@
 For a token whose ``iss`` is ``https://oidc.eks.eu-west-1.amazonaws.com/id/ABC``,
 STS reads ``<iss>/.well-known/openid-configuration``, checks that the document
 names the same ``issuer``, follows its ``jwks_uri`` and keeps the keys, by ``kid``,
-for a while (specs/sts.md §2.1, §2.2 step 5). An unknown ``kid`` triggers one
+for a while (docs/reference/sts.md §2.1, §2.2 step 5). An unknown ``kid`` triggers one
 re-download, which is how a key rotation becomes visible.
 
 The lab's issuer host listens on 127.0.0.1, not on ``oidc.eks...``: ``resolve`` maps
@@ -61,7 +61,7 @@ def idp_unreachable(why: str, **detail: Any) -> AwsError:
 
     Sent as ``IDPCommunicationError`` (400), which botocore retries (3 requests in
     all); real STS has also been seen sending the same text as
-    ``InvalidIdentityToken`` (specs/sts.md §2.4). The lab follows the model.
+    ``InvalidIdentityToken`` (docs/reference/sts.md §2.4). The lab follows the model.
     """
     return AwsError(
         "IDPCommunicationError",

@@ -1,4 +1,4 @@
-"""Server-side verification of AWS Signature Version 4 (specs/sts.md §5).
+"""Server-side verification of AWS Signature Version 4 (docs/reference/sts.md §5).
 
 The client (botocore) builds a *canonical request* from the method, path, query,
 the headers it chose to sign and a hash of the body, hashes it into a *string to

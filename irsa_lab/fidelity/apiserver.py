@@ -497,7 +497,7 @@ ACCEPTED: tuple[Acceptance, ...] = (
     Acceptance(
         "403 anonymous list pods",
         "*",
-        "the stand-in has no anonymous authentication and no RBAC (specs/kubernetes.md "
+        "the stand-in has no anonymous authentication and no RBAC (docs/reference/kubernetes.md "
         "§6.2): a request without the lab's bearer token is 401 Unauthorized, which "
         "tests/test_apiserver.py pins; the real server authenticates it as system:anonymous "
         "and RBAC answers 403",

@@ -86,7 +86,7 @@ _TESTING = "testing.eks.amazonaws.com/"
 _ENVELOPE_ACCEPTED = (
     "upstream v0.6.17 answers without apiVersion/kind; the port echoes the request's, as "
     "upstream master does since #310, because a vanilla API server rejects an "
-    "admission.k8s.io/v1 answer without them (specs/webhook.md §6.1)"
+    "admission.k8s.io/v1 answer without them (docs/reference/webhook.md §6.1)"
 )
 
 
@@ -249,7 +249,7 @@ def _as_decoded(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fixture_case(path: Path, root: Path, sa_name: str) -> WebhookCase:
-    # Upstream's harness (specs/webhook.md §7.1): testing annotations become the
+    # Upstream's harness (docs/reference/webhook.md §7.1): testing annotations become the
     # ServiceAccount, the flags and the container-credentials config.
     pod = _as_decoded(yaml.safe_load(path.read_text()))
     pod["metadata"]["namespace"] = NAMESPACE

@@ -5,7 +5,7 @@ its output for a placeholder key folder (``python -m irsa_lab.kind.config > kind
 regenerates it, and a test keeps the two equal); ``irsa-lab kind up`` writes a copy
 with the state folder's real path into ``<state>/kind/kind-config.yaml``.
 
-What the configuration does (specs/kubernetes.md §2, §5.2):
+What the configuration does (docs/reference/kubernetes.md §2, §5.2):
 
 - pins the node image by digest, and the API server to ``127.0.0.1:6443`` so the
   discovery and JWKS URLs are stable and reachable from the host;

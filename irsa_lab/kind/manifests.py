@@ -3,9 +3,9 @@
 - the upstream pod identity webhook (aws/amazon-eks-pod-identity-webhook), deployed as
   its ``deploy/`` folder does but **without cert-manager**: the lab CA signs the serving
   certificate, which goes into a TLS Secret, and the CA goes into the
-  MutatingWebhookConfiguration's ``caBundle`` (specs/kubernetes.md §5.3);
+  MutatingWebhookConfiguration's ``caBundle`` (docs/reference/kubernetes.md §5.3);
 - the binding that lets anonymous clients (the STS stand-in, as AWS STS is) read the
-  issuer discovery document and JWKS (specs/kubernetes.md §2.3);
+  issuer discovery document and JWKS (docs/reference/kubernetes.md §2.3);
 - the default scenario's ServiceAccount, and the probe pod whose server-side dry run
   proves the webhook really mutates.
 """
@@ -74,7 +74,7 @@ def issue_serving_cert(ca: LabCA, namespace: str = KIND_WEBHOOK_NAMESPACE) -> Se
 
 
 def webhook_args(*, namespace: str = KIND_WEBHOOK_NAMESPACE, region: str = REGION) -> list[str]:
-    """The webhook binary's command line (flag names and meanings: specs/webhook.md §4)."""
+    """The webhook binary's command line (flag names and meanings: docs/reference/webhook.md §4)."""
     return [
         "/webhook",
         # --in-cluster=true obtains a cert through a CSR and is broken on certificates/v1

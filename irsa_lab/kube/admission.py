@@ -1,4 +1,4 @@
-"""Mutating admission webhooks, the API server's side (specs/kubernetes.md §3).
+"""Mutating admission webhooks, the API server's side (docs/reference/kubernetes.md §3).
 
 Pure parts: :func:`default_webhook_configuration` and
 :func:`validate_webhook_configuration` (what a create of a

@@ -1,6 +1,6 @@
 """The Kubernetes API server stand-in: the REST surface real clients talk to.
 
-specs/kubernetes.md §6.1. :class:`ApiServer` holds the pure request logic (create a
+docs/reference/kubernetes.md §6.1. :class:`ApiServer` holds the pure request logic (create a
 namespace, run the pod pipeline, answer a TokenRequest) over the in-memory
 :class:`~irsa_lab.kube.store.Store`; :meth:`ApiServer.make_app` wraps it in one thin
 aiohttp handler that routes by path, checks the bearer token, reads bodies and turns

@@ -1,7 +1,7 @@
 """The kubelet stand-in: projected volumes on disk, token renewal, pod status.
 
 For every projected volume of a pod it asks the API server for a pod-bound token
-(specs/kubernetes.md §1.5), writes the sources into
+(docs/reference/kubernetes.md §1.5), writes the sources into
 ``<root>/pods/<uid>/volumes/kubernetes.io~projected/<volume>/`` with the atomic
 ``..data`` layout the real kubelet uses (§1.6), and reports the pod Running. Then
 :meth:`Kubelet.tick` renews each token once it is older than 80% of its TTL or

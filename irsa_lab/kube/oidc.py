@@ -2,8 +2,8 @@
 
 EKS publishes every cluster's issuer at ``https://oidc.eks.<region>.amazonaws.com/id/<ID>``
 with the discovery document at ``<issuer>/.well-known/openid-configuration`` and the
-keys at ``<issuer>/keys`` (specs/sts.md §2.1). Its document differs from the API
-server's own (specs/kubernetes.md §2.2): it adds ``authorization_endpoint`` and
+keys at ``<issuer>/keys`` (docs/reference/sts.md §2.1). Its document differs from the API
+server's own (docs/reference/kubernetes.md §2.2): it adds ``authorization_endpoint`` and
 ``claims_supported``, and ``jwks_uri`` ends in ``/keys``.
 
 The STS stand-in reaches this host by replacing the issuer's origin with this

@@ -1,6 +1,6 @@
 """What the API server does to a pod before storing it, as pure functions over dicts.
 
-specs/kubernetes.md §1.4 and §3.1. The steps, in the server's order:
+docs/reference/kubernetes.md §1.4 and §3.1. The steps, in the server's order:
 
 1. :func:`check_shape` stands in for JSON decoding into Go structs: a field of the
    wrong JSON type is a 400 ``... cannot be handled as a Pod``;

@@ -1,6 +1,6 @@
 """The service-account token issuer: JWTs shaped exactly as a kube-apiserver signs them.
 
-specs/kubernetes.md §1.2 and §1.3. A token is a compact JWS, RS256, header
+docs/reference/kubernetes.md §1.2 and §1.3. A token is a compact JWS, RS256, header
 ``{"alg":"RS256","kid":...}`` (no ``typ``), claims with their keys sorted because the
 API server's JOSE library merges public and private claims into one map before
 encoding it. Clock, ids (for ``jti``) and the key are injected, so a seeded lab signs

@@ -1,6 +1,6 @@
 """The pod as submitted next to the pod as stored: what the admission chain changed.
 
-specs/teaching.md §6.1. Both pods are normalised first (server-set noise such as
+docs/reference/teaching.md §6.1. Both pods are normalised first (server-set noise such as
 ``uid``, ``resourceVersion``, ``managedFields`` and ``status`` dropped), dumped to YAML
 in one fixed key order, then compared line by line with :mod:`difflib`. The HTML is
 our own two-column table, not ``difflib.HtmlDiff``: HtmlDiff's anchor ids come from a
@@ -64,7 +64,7 @@ DEFAULT_DROP: tuple[str, ...] = (
     "status",
 )
 
-# Who reads each injected variable (specs/sts.md §4.1, §4.7).
+# Who reads each injected variable (docs/reference/sts.md §4.1, §4.7).
 ENV_READERS: dict[str, str] = {
     ENV_ROLE_ARN: "read by the AWS SDK's web-identity credential provider: the role to assume",
     ENV_WEB_IDENTITY_TOKEN_FILE: (

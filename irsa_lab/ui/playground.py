@@ -415,7 +415,7 @@ def presets(
     service_account: str = SERVICE_ACCOUNT,
     audience: str = DEFAULT_AUDIENCE,
 ) -> dict[str, Preset]:
-    """Each classic misconfiguration (specs/sts.md §2.4), keyed by :data:`PRESETS` names."""
+    """Each classic misconfiguration (docs/reference/sts.md §2.4), keyed by :data:`PRESETS` names."""
     good = trust_policy_text(
         issuer,
         account_id=account_id,

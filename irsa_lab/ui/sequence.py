@@ -1,6 +1,6 @@
 """The STS exchange as a sequence diagram, drawn from what the components recorded.
 
-specs/teaching.md §6.2. :func:`steps_from_trace` maps :class:`~irsa_lab.trace.TraceEvent`
+docs/reference/teaching.md §6.2. :func:`steps_from_trace` maps :class:`~irsa_lab.trace.TraceEvent`
 records onto lanes (API server, kubelet, token file, pod/SDK, STS, OIDC discovery, JWKS,
 IAM trust check, S3), in the order they happened; every arrow is an event some
 component recorded, none is added here. :func:`sequence_figure` draws lifelines and numbered arrows with matplotlib, and

@@ -1,6 +1,6 @@
 """How long each credential lives: the projected token, the kubelet's renewal, STS's session.
 
-specs/teaching.md §6.3. Two panels share one story: the top one spans the token's
+docs/reference/teaching.md §6.3. Two panels share one story: the top one spans the token's
 whole lifetime (a day by default) with the kubelet's renewal point; the bottom one
 zooms on one STS session (an hour) with the SDK's refresh windows, which are too
 short to see on a one-day axis. All times are seconds since the token's ``iat``, so

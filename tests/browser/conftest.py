@@ -1,5 +1,5 @@
 """Fixtures for the browser suite: Debian's Chromium driven by Playwright, and a
-JupyterLab serving a throw-away copy of the lessons (specs/teaching.md §4.2).
+JupyterLab serving a throw-away copy of the lessons (docs/reference/teaching.md §4.2).
 
 Nothing here downloads a browser: ``playwright install`` cannot work on these
 machines, so Chromium is always the one apt installs at /usr/bin/chromium. Without

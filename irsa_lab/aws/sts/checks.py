@@ -2,7 +2,7 @@
 
 The STS stand-in (:mod:`.service`), the trust-policy playground and the token decoder all
 run :class:`Pipeline`, so they cannot disagree about a token. The steps, in the order
-of specs/sts.md §2.2 (the stand-in checks the request parameters before them):
+of docs/reference/sts.md §2.2 (the stand-in checks the request parameters before them):
 
 ====================  ==================================================================
 ``parse``             three base64url parts, JSON header and claims

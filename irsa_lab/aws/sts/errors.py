@@ -77,7 +77,7 @@ __all__ = [
 ]
 
 ACCESS_DENIED_MESSAGE = "Not authorized to perform sts:AssumeRoleWithWebIdentity"
-# [I] AWS's exact wording for a token that is not a JWT is not public (specs/sts.md §7).
+# [I] AWS's exact wording for a token that is not a JWT is not public (docs/reference/sts.md §7).
 NOT_A_JWT = (
     "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)"
 )

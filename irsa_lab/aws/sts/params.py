@@ -1,4 +1,4 @@
-"""The ``parameters`` step: the request against STS's service model (specs/sts.md §1.2).
+"""The ``parameters`` step: the request against STS's service model (docs/reference/sts.md §1.2).
 
 Every constraint that fails is listed, as AWS does ("2 validation errors detected:
 ...; ..."), in an :class:`~.errors.InvalidParameterValue`.

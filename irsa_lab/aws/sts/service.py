@@ -261,7 +261,7 @@ async def assume_role_with_web_identity(
     keys_for_issuer: KeysForIssuer,
     trace: Trace,
 ) -> AssumeRoleResult:
-    """Run the checks of specs/sts.md §2.2 and issue credentials, or raise :class:`StsError`.
+    """Run the checks of docs/reference/sts.md §2.2 and issue credentials, or raise :class:`StsError`.
 
     ``params`` are the query-protocol parameters. ``keys_for_issuer(iss, kid)``
     gives the issuer's public keys by ``kid`` (sync or async; the STS app passes
