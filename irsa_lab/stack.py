@@ -9,13 +9,11 @@ shows the same uids, names, keys and claims on every run.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import ssl
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,11 +35,11 @@ from .kube.kubeconfig import write_kubeconfig
 from .kube.kubelet import Kubelet
 from .kube.tokens import TokenIssuer, eks_issuer
 from .pki import LabCA, SigningKey, write_secret
-from .trace import Trace
+from .trace import Trace, facts_path
 from .webhook import server as webhook_server
 from .webhook.cache import ApiServerWatcher
 from .webhook.config import pod_identity_webhook_configuration
-from .webhook.settings import WebhookSettings
+from .webhook.settings import LAB_LOOKUP_GRACE_PERIOD_S, WebhookSettings
 
 DEFAULT_SEED = 20240327
 
@@ -77,6 +75,12 @@ class Endpoints:
         d = {k: v for k, v in self.__dict__.items() if k != "extra"}
         d.update(self.extra)
         return d
+
+    def write(self, state_dir: Path) -> Path:
+        """Write ``endpoints.json`` (0600: it holds the admin's secret key) atomically."""
+        tmp = state_dir / "endpoints.json.tmp"
+        write_secret(tmp, (json.dumps(self.as_dict(), indent=2) + "\n").encode())
+        return tmp.replace(state_dir / "endpoints.json")
 
     @classmethod
     def load(cls, path: Path) -> Endpoints:
@@ -130,6 +134,36 @@ class AwsSide:
         self.fetcher = OidcKeyFetcher(resolve, discovery_ssl, clock, trace)
         self.imds_settings = imds_mod.ImdsSettings()
         self.urls: dict[str, str] = {}
+
+    def endpoints(
+        self,
+        *,
+        apiserver: str,
+        webhook: str,
+        oidc: str,
+        ca_bundle: str,
+        kubeconfig: str,
+        extra: dict[str, Any],
+    ) -> Endpoints:
+        """The contract file's contents: this AWS side's URLs and the cluster's."""
+        return Endpoints(
+            apiserver=apiserver,
+            webhook=webhook,
+            sts=self.urls["sts"],
+            iam=self.urls["iam"],
+            s3=self.urls["s3"],
+            imds=self.urls["imds"],
+            imds_pod=self.urls["imds-pod"],
+            issuer=self.issuer,
+            oidc=oidc,
+            ca_bundle=ca_bundle,
+            kubeconfig=kubeconfig,
+            account_id=C.ACCOUNT_ID,
+            region=C.REGION,
+            admin_access_key_id=self.scenario.admin.access_key_id,
+            admin_secret_access_key=self.scenario.admin.secret_access_key,
+            extra=extra,
+        )
 
     def start(self) -> AwsSide:
         self.scenario = seed_default(self.account, issuer=self.issuer)
@@ -271,6 +305,8 @@ class EmbeddedLab:
     def _start(self) -> None:
         state = self.state_dir
         state.mkdir(parents=True, exist_ok=True)
+        # Token reads that `irsa-lab exec` children report land in the trace too.
+        self.trace.watch(facts_path(state))
         self.loop.start()
         self.ca = LabCA.create()
         ca_path = state / "ca.crt"
@@ -320,11 +356,15 @@ class EmbeddedLab:
         kubeconfig = state / "kubeconfig"
         write_kubeconfig(kubeconfig, server=api.url, ca_pem=self.ca.cert_pem, token=self.api_token)
 
+        # The webhook's informer. Its lookup grace period, with the lab's consistent
+        # lookup, makes a pod created right after `kubectl annotate` see the annotation:
+        # the webhook waits until its cache has the account's current version.
         self.sa_cache = ApiServerWatcher(
             api.url, token=self.api_token, ssl_context=self.ca.client_context()
         )
-        self.webhook_settings = WebhookSettings(
-            aws_default_region=C.REGION, sts_regional_endpoint=True
+        self.webhook_settings = WebhookSettings.lab(
+            service_account_lookup_grace_period=LAB_LOOKUP_GRACE_PERIOD_S,
+            service_account_lookup_consistent=True,
         )
         self._tls = ctx
         self.start_webhook()
@@ -340,33 +380,20 @@ class EmbeddedLab:
         )
         self.apiserver.on_pod_created.append(self.kubelet.sync_pod)
         self.apiserver.on_pod_deleted.append(self.kubelet.forget_pod)
-        self.apiserver.before_admission.append(self._webhook_caught_up)
 
         self._seed_kubernetes()
         self.loop.call(self.sa_cache.start())
         self._renewals = self.loop.submit(self.kubelet.run(self.renew_interval))
 
-        self.endpoints = Endpoints(
+        self.endpoints = self.aws.endpoints(
             apiserver=api.url,
             webhook=self.webhook_url,
-            sts=self.aws.urls["sts"],
-            iam=self.aws.urls["iam"],
-            s3=self.aws.urls["s3"],
-            imds=self.aws.urls["imds"],
-            imds_pod=self.aws.urls["imds-pod"],
-            issuer=self.issuer_url,
             oidc=self.oidc_url,
             ca_bundle=str(ca_path),
             kubeconfig=str(kubeconfig),
-            account_id=C.ACCOUNT_ID,
-            region=C.REGION,
-            admin_access_key_id=self.scenario.admin.access_key_id,
-            admin_secret_access_key=self.scenario.admin.secret_access_key,
             extra={"backend": "embedded", "kubelet_root": str(state / "kubelet")},
         )
-        tmp = state / "endpoints.json.tmp"
-        write_secret(tmp, (json.dumps(self.endpoints.as_dict(), indent=2) + "\n").encode())
-        tmp.replace(state / "endpoints.json")
+        self.endpoints.write(state)
 
     # -- breaking the chain on purpose ---------------------------------------------------
     @property
@@ -389,24 +416,6 @@ class EmbeddedLab:
             )
             self.webhook_url = self.loop.serve("webhook", app, tls=self._tls).url
         return self.webhook_url
-
-    async def _webhook_caught_up(self, timeout: float = 5.0) -> None:
-        """Wait until the webhook's ServiceAccount cache has seen every ServiceAccount
-        change the API server holds (awaited before each pod's admission).
-
-        The webhook learns of ServiceAccounts through a watch, as upstream's informer
-        does, a moment after ``kubectl annotate``. On a cluster that moment has passed
-        long before anyone recreates the pod; a script that annotates and recreates at
-        once would race it here, where everything runs on one event loop. If the watch
-        is down (the webhook stopped), admission goes on after ``timeout``.
-        """
-        if not self.webhook_running:
-            return
-        items, _ = self.apiserver.store.list("serviceaccounts")
-        target = max((int(o["metadata"]["resourceVersion"]) for o in items), default=0)
-        deadline = time.monotonic() + timeout
-        while int(self.sa_cache.resource_version or 0) < target and time.monotonic() < deadline:
-            await asyncio.sleep(0.001)
 
     def _signing_key(self) -> SigningKey:
         if self.seed is not None:

@@ -1,4 +1,4 @@
-"""The webhook over HTTPS (trusting the lab CA), and its cache fed by a list/watch API."""
+"""The webhook over HTTPS (trusting the lab CA); its cache and watcher: test_webhook_cache.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import base64
 import http.client
 import json
 import ssl
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,13 +14,11 @@ import jsonpatch
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from webhook_fixtures import FakeServiceAccountApi, RunningWebhook, running_webhook
+from webhook_fixtures import RunningWebhook, running_webhook
 
 from irsa_lab import constants as C
-from irsa_lab.clock import SystemClock
 from irsa_lab.pki import LabCA
-from irsa_lab.webhook.cache import ApiServerWatcher, ServiceAccountCache
-from irsa_lab.webhook.server import make_app
+from irsa_lab.webhook.cache import ServiceAccountCache
 from irsa_lab.webhook.settings import WebhookSettings
 
 # irsa_lab/httpd.py passes shutdown_timeout to SockSite, which aiohttp 3.14 deprecates.
@@ -306,84 +303,3 @@ def test_random_pods_in_a_review_never_get_a_5xx(client: Client, obj: Any) -> No
     assert resp["uid"] == UID
     if "patch" in resp:
         jsonpatch.apply_patch(obj, json.loads(base64.b64decode(resp["patch"])))
-
-
-# --- the cache fed by list + watch ---------------------------------------------------------
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
-def test_the_watcher_lists_then_picks_up_an_annotation_added_after_start() -> None:
-    ca = LabCA.create()
-    fake = FakeServiceAccountApi(token="s3cr3t")
-    fake.seed("default", "s3-readonly-sa", {})
-    with running_webhook(ca=ca) as hook:
-        api = hook.loop.serve("fake-api", fake.make_app(), tls=ca.issue().server_context())
-        watcher = ApiServerWatcher(api.url, token="s3cr3t", ssl_context=ca.client_context())
-        hook.loop.call(watcher.start())
-        try:
-            assert watcher.ready and watcher.get("default", "s3-readonly-sa") == {}
-            assert watcher.get("default", "nobody") is None
-            hook.loop.call(
-                fake.add("default", "s3-readonly-sa", {C.ROLE_ARN_ANNOTATION: C.ROLE_ARN})
-            )
-            wait_for(
-                lambda: (
-                    watcher.get("default", "s3-readonly-sa") == {C.ROLE_ARN_ANNOTATION: C.ROLE_ARN}
-                )
-            )
-            assert fake.requests[0] == {}
-            watch = fake.requests[1]
-            assert watch["watch"] == "true" and watch["resourceVersion"] == "2"
-            # The webhook reading from this watcher now mutates that SA's pods.
-            app_hook = hook.loop.serve(
-                "hook2",
-                make_app(
-                    cache=watcher,
-                    settings=WebhookSettings.lab(),
-                    trace=hook.trace,
-                    clock=SystemClock(),
-                ),
-                tls=ca.issue().server_context(),
-            )
-            c = Client(app_hook.url, ca.client_context())
-            resp = c.review(review_doc("s3-readonly-sa"))["response"]
-            c.conn.close()
-            assert resp["patchType"] == "JSONPatch"
-        finally:
-            hook.loop.call(watcher.stop())
-
-
-def test_the_watcher_lists_again_when_the_watch_expires() -> None:
-    ca = LabCA.create()
-    fake = FakeServiceAccountApi(token="t")
-    fake.expire_next_watch = True
-    with running_webhook(ca=ca) as hook:
-        api = hook.loop.serve("fake-api", fake.make_app(), tls=ca.issue().server_context())
-        watcher = ApiServerWatcher(api.url, token="t", ssl_context=ca.client_context())
-        hook.loop.call(watcher.start())
-        try:
-            wait_for(lambda: watcher.lists >= 2)
-            hook.loop.call(fake.add("ns", "late", {C.ROLE_ARN_ANNOTATION: "arn"}))
-            wait_for(lambda: watcher.get("ns", "late") is not None)
-        finally:
-            hook.loop.call(watcher.stop())
-
-
-def test_the_watcher_never_syncs_with_a_wrong_token() -> None:
-    ca = LabCA.create()
-    fake = FakeServiceAccountApi(token="right")
-    with running_webhook(ca=ca) as hook:
-        api = hook.loop.serve("fake-api", fake.make_app(), tls=ca.issue().server_context())
-        watcher = ApiServerWatcher(api.url, token="wrong", ssl_context=ca.client_context())
-        try:
-            with pytest.raises(TimeoutError, match="HTTP 401"):
-                hook.loop.call(watcher.start(wait_s=0.3))
-            assert not watcher.ready
-        finally:
-            hook.loop.call(watcher.stop())

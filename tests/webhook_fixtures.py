@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiohttp import web
 
 from irsa_lab import constants as C
 from irsa_lab.clock import LAB_EPOCH, ManualClock
@@ -182,94 +180,3 @@ def running_webhook(
         yield RunningWebhook(served.url, ca, loop, cache, trace, settings)
     finally:
         loop.stop()
-
-
-# --- a fake API server for the SA watcher ------------------------------------------------
-
-
-class FakeServiceAccountApi:
-    """Serves ``GET /api/v1/serviceaccounts`` as a list, and with ``?watch=true`` as a stream.
-
-    Only requests carrying ``Authorization: Bearer <token>`` are answered (others get
-    401). :meth:`add` changes an SA and pushes the event to every open watch.
-    """
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.items: dict[tuple[str, str], dict[str, Any]] = {}
-        self.rv = 1
-        self.watchers: list[asyncio.Queue[dict[str, Any] | None]] = []
-        self.requests: list[dict[str, str]] = []
-        self.expire_next_watch = False
-
-    def _sa(self, ns: str, name: str, annotations: dict[str, str]) -> dict[str, Any]:
-        self.rv += 1
-        return {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {
-                "name": name,
-                "namespace": ns,
-                "resourceVersion": str(self.rv),
-                "annotations": dict(annotations),
-            },
-        }
-
-    def seed(self, ns: str, name: str, annotations: dict[str, str]) -> None:
-        """Add an SA before anyone watches."""
-        self.items[(ns, name)] = self._sa(ns, name, annotations)
-
-    async def add(self, ns: str, name: str, annotations: dict[str, str]) -> None:
-        """Add or modify an SA and tell every open watch."""
-        kind = "MODIFIED" if (ns, name) in self.items else "ADDED"
-        obj = self._sa(ns, name, annotations)
-        self.items[(ns, name)] = obj
-        for q in self.watchers:
-            await q.put({"type": kind, "object": obj})
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append(dict(request.query))
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
-            return web.json_response(
-                {"kind": "Status", "code": 401, "reason": "Unauthorized"}, status=401
-            )
-        if request.query.get("watch") not in ("true", "1"):
-            return web.json_response(
-                {
-                    "apiVersion": "v1",
-                    "kind": "ServiceAccountList",
-                    "metadata": {"resourceVersion": str(self.rv)},
-                    "items": list(self.items.values()),
-                }
-            )
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await resp.prepare(request)
-        if self.expire_next_watch:
-            self.expire_next_watch = False
-            event = {
-                "type": "ERROR",
-                "object": {
-                    "kind": "Status",
-                    "code": 410,
-                    "reason": "Expired",
-                    "message": "too old",
-                },
-            }
-            await resp.write(json.dumps(event).encode() + b"\n")
-            return resp
-        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self.watchers.append(q)
-        try:
-            while True:
-                pushed = await q.get()
-                if pushed is None:
-                    break
-                await resp.write(json.dumps(pushed).encode() + b"\n")
-        finally:
-            self.watchers.remove(q)
-        return resp
-
-    def make_app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/api/v1/serviceaccounts", self.handle)
-        return app

@@ -634,25 +634,13 @@ class K8sLab:
         self._until("waiting for the webhook to mutate a probe pod", mutated, webhook, 30)
 
     def _write_endpoints(self) -> None:
-        from ..stack import Endpoints
-
         kubectl = binaries.find("kubectl")
-        self.endpoints = Endpoints(
+        self.endpoints = self.aws.endpoints(
             apiserver=self.api_url,
             webhook=self.webhook_url,
-            sts=self.aws.urls["sts"],
-            iam=self.aws.urls["iam"],
-            s3=self.aws.urls["s3"],
-            imds=self.aws.urls["imds"],
-            imds_pod=self.aws.urls["imds-pod"],
-            issuer=self.issuer_url,
             oidc=self.api_url,
             ca_bundle=str(self.ca_path),
             kubeconfig=str(self.kubeconfig),
-            account_id=C.ACCOUNT_ID,
-            region=C.REGION,
-            admin_access_key_id=self.scenario.admin.access_key_id,
-            admin_secret_access_key=self.scenario.admin.secret_access_key,
             extra={
                 "backend": "k8s",
                 "kubelet_root": str(self.state_dir / "kubelet"),
@@ -661,9 +649,7 @@ class K8sLab:
                 "kubectl": str(kubectl.path) if kubectl else "",
             },
         )
-        tmp = self.state_dir / "endpoints.json.tmp"
-        write_secret(tmp, (json.dumps(self.endpoints.as_dict(), indent=2) + "\n").encode())
-        tmp.replace(self.state_dir / "endpoints.json")
+        self.endpoints.write(self.state_dir)
 
     # -- for people -------------------------------------------------------------------------
     def summary(self) -> str:

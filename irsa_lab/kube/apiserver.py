@@ -288,9 +288,6 @@ class ApiServer:
         self.node_name = node_name
         self.on_pod_created: list[PodHook] = []
         self.on_pod_deleted: list[PodHook] = []
-        # Awaited before the mutating webhooks are called for a pod (the stack uses it
-        # to let the webhook's ServiceAccount watch catch up; see EmbeddedLab).
-        self.before_admission: list[Callable[[], Awaitable[None]]] = []
         self.url = ""
         for ns in SYSTEM_NAMESPACES:
             self.create_namespace({"metadata": {"name": ns}})
@@ -469,8 +466,6 @@ class ApiServer:
         priority_admission(pod)
         default_tolerations(pod)
         ns_obj = self._require_namespace(namespace)
-        for wait in self.before_admission:
-            await wait()
         configs, _ = self.store.list("mutatingwebhookconfigurations")
         result = await self.dispatcher.run(
             pod,

@@ -1,6 +1,6 @@
 """The ``pod-identity-webhook`` MutatingWebhookConfiguration, as the article shows it.
 
-Upstream's ``deploy/mutatingwebhook.yaml`` (specs/webhook.md §5) fixes most fields:
+Upstream's ``deploy/mutatingwebhook.yaml`` (docs/reference/webhook.md §5) fixes most fields:
 CREATE on ``pods``, ``failurePolicy: Ignore`` (a webhook that is down lets pods through
 unmutated), an ``objectSelector`` that skips pods labelled
 ``eks.amazonaws.com/skip-pod-identity-webhook`` with any value, ``sideEffects: None``

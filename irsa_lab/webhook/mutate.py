@@ -1,6 +1,6 @@
 """The pod mutation: a pure function from a pod and its ServiceAccount to a JSONPatch.
 
-This is the heart of the webhook (specs/webhook.md §2, §3, §9). It reads nothing but
+This is the heart of the webhook (docs/reference/webhook.md §2, §3, §9). It reads nothing but
 its arguments: the pod as the API server sent it, the namespace of the request, the
 ServiceAccount's annotations as the cache holds them (``None`` when the cache does
 not know the ServiceAccount) and the settings (upstream's flags). Randomness (the

@@ -2,8 +2,10 @@
 
 :func:`review` is the whole request handling as a plain function over bytes (decode,
 look the ServiceAccount up, mutate, encode), so tests can call it without a socket;
-:func:`make_app` wraps it in an aiohttp application with ``POST /mutate`` and
-``GET /healthz``. What upstream answers for bad input (specs/webhook.md §6.1):
+:func:`review_async` is the same with the cache's lookup grace period
+(``--service-account-lookup-grace-period``), which waits; :func:`make_app` wraps it in
+an aiohttp application with ``POST /mutate`` and ``GET /healthz``. What upstream
+answers for bad input (docs/reference/webhook.md §6.1):
 
 * a ``Content-Type`` other than exactly ``application/json``: HTTP 415, plain text;
 * an empty body, ``{}`` or a review without ``request``: a denial "bad content";
@@ -21,14 +23,15 @@ import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NotRequired, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
 from aiohttp import web
 
 from .. import constants as C
 from ..clock import Clock
 from ..trace import Trace
-from .mutate import MutationResult, PodDecodeError, mutate_pod
+from .cache import Lookup
+from .mutate import MutationResult, PodDecodeError, check_pod, mutate_pod
 from .settings import WebhookSettings
 
 BAD_CONTENT = "bad content"
@@ -67,6 +70,17 @@ class ServiceAccountLookup(Protocol):
     def get(self, namespace: str, name: str) -> Mapping[str, str] | None: ...
 
 
+@runtime_checkable
+class WaitingLookup(Protocol):
+    """A cache that can also wait (:meth:`irsa_lab.webhook.cache.ServiceAccountCache.lookup`)."""
+
+    def get(self, namespace: str, name: str) -> Mapping[str, str] | None: ...
+
+    async def lookup(
+        self, namespace: str, name: str, *, grace_period_s: float = ..., consistent: bool = ...
+    ) -> Lookup: ...
+
+
 @dataclass(frozen=True)
 class ReviewOutcome:
     """What :func:`review` decided, for the trace and for explanations."""
@@ -77,6 +91,8 @@ class ReviewOutcome:
     pod: str
     service_account: str
     result: MutationResult | None  # None when the request was denied before mutating
+    # How the ServiceAccount was looked up (None: a plain cache read, or no lookup).
+    lookup: Lookup | None = None
 
     @property
     def allowed(self) -> bool:
@@ -118,24 +134,34 @@ def _parse_error(body: bytes, exc: Exception) -> str:
 _REQUEST_STRINGS = ("uid", "namespace", "name", "operation", "subResource")
 
 
-def review(
-    body: bytes,
-    *,
-    lookup: ServiceAccountLookup,
-    settings: WebhookSettings,
-    rng: random.Random | None = None,
-) -> ReviewOutcome:
-    """Answer one AdmissionReview body (already known to be ``application/json``)."""
+@dataclass(frozen=True)
+class _Request:
+    """A decoded review, up to the ServiceAccount lookup."""
+
+    echo: dict[str, str]
+    uid: str
+    namespace: str
+    pod: Any
+    pod_name: str
+    service_account: str
+
+
+def _outcome(echo: dict[str, str], response: AdmissionResponse, **facts: Any) -> ReviewOutcome:
+    out: dict[str, Any] = dict(echo)
+    out["response"] = response
+    facts.setdefault("uid", response["uid"])
+    for key in ("namespace", "pod", "service_account"):
+        facts.setdefault(key, "")
+    facts.setdefault("result", None)
+    return ReviewOutcome(review=out, **facts)  # type: ignore[arg-type]
+
+
+def _decode(body: bytes) -> _Request | ReviewOutcome:
+    """Decode a review as far as the lookup needs; a denial when it cannot be."""
     echo: dict[str, str] = {}
 
     def done(response: AdmissionResponse, **facts: Any) -> ReviewOutcome:
-        out: dict[str, Any] = dict(echo)
-        out["response"] = response
-        facts.setdefault("uid", response["uid"])
-        for key in ("namespace", "pod", "service_account"):
-            facts.setdefault(key, "")
-        facts.setdefault("result", None)
-        return ReviewOutcome(review=out, **facts)  # type: ignore[arg-type]
+        return _outcome(echo, response, **facts)
 
     if len(body) == 0:
         return done(_deny("", BAD_CONTENT))
@@ -203,23 +229,101 @@ def review(
     spec = pod.get("spec") if isinstance(pod, dict) else None
     sa_name = spec.get("serviceAccountName") if isinstance(spec, dict) else ""
     sa_name = sa_name if isinstance(sa_name, str) else ""
-
     # The namespace of the request is authoritative, whatever the pod object says.
-    sa_annotations = lookup.get(namespace, sa_name)
+    return _Request(echo, uid, namespace, pod, pod_name, sa_name)
+
+
+def _answer(
+    req: _Request,
+    sa_annotations: Mapping[str, str] | None,
+    *,
+    settings: WebhookSettings,
+    rng: random.Random | None,
+    lookup: Lookup | None = None,
+) -> ReviewOutcome:
+    facts: dict[str, Any] = {
+        "namespace": req.namespace,
+        "pod": req.pod_name,
+        "service_account": req.service_account,
+        "lookup": lookup,
+    }
     try:
         result = mutate_pod(
-            pod, namespace=namespace, sa_annotations=sa_annotations, settings=settings, rng=rng
+            req.pod,
+            namespace=req.namespace,
+            sa_annotations=sa_annotations,
+            settings=settings,
+            rng=rng,
         )
     except PodDecodeError as exc:
-        return done(
-            _deny(uid, str(exc)), namespace=namespace, pod=pod_name, service_account=sa_name
-        )
-    response: AdmissionResponse = {"uid": uid, "allowed": True}
+        return _outcome(req.echo, _deny(req.uid, str(exc)), **facts)
+    response: AdmissionResponse = {"uid": req.uid, "allowed": True}
     if result.mutated:
         raw = json.dumps(result.patch, separators=(",", ":")).encode()
         response["patch"] = base64.b64encode(raw).decode()
         response["patchType"] = "JSONPatch"
-    return done(response, namespace=namespace, pod=pod_name, service_account=sa_name, result=result)
+    return _outcome(req.echo, response, result=result, **facts)
+
+
+def _waits_for_lookup(req: _Request, settings: WebhookSettings) -> bool:
+    # Upstream decodes the pod first and resolves Pod Identity mode before it reads the
+    # ServiceAccount cache; only then may the grace period make it wait.
+    if settings.service_account_lookup_grace_period <= 0:
+        return False
+    cc = settings.container_credentials
+    if cc is not None and cc.matches(req.namespace, req.service_account):
+        return False
+    try:
+        check_pod(req.pod)
+    except PodDecodeError:
+        return False
+    return True
+
+
+def review(
+    body: bytes,
+    *,
+    lookup: ServiceAccountLookup,
+    settings: WebhookSettings,
+    rng: random.Random | None = None,
+) -> ReviewOutcome:
+    """Answer one AdmissionReview body (already known to be ``application/json``).
+
+    Reads the cache as it is: no grace period (see :func:`review_async`).
+    """
+    req = _decode(body)
+    if isinstance(req, ReviewOutcome):
+        return req
+    sa_annotations = lookup.get(req.namespace, req.service_account)
+    return _answer(req, sa_annotations, settings=settings, rng=rng)
+
+
+async def review_async(
+    body: bytes,
+    *,
+    lookup: WaitingLookup,
+    settings: WebhookSettings,
+    rng: random.Random | None = None,
+) -> ReviewOutcome:
+    """:func:`review`, with the ServiceAccount looked up through the cache's grace period.
+
+    With ``service_account_lookup_grace_period`` > 0 the lookup may wait for the account
+    (and, with ``service_account_lookup_consistent``, for its current version); a pod
+    in Pod Identity mode or one that does not decode is answered without waiting.
+    """
+    req = _decode(body)
+    if isinstance(req, ReviewOutcome):
+        return req
+    if not _waits_for_lookup(req, settings):
+        sa_annotations = lookup.get(req.namespace, req.service_account)
+        return _answer(req, sa_annotations, settings=settings, rng=rng)
+    found = await lookup.lookup(
+        req.namespace,
+        req.service_account,
+        grace_period_s=settings.service_account_lookup_grace_period,
+        consistent=settings.service_account_lookup_consistent,
+    )
+    return _answer(req, found.annotations, settings=settings, rng=rng, lookup=found)
 
 
 def make_app(
@@ -233,7 +337,10 @@ def make_app(
 ) -> web.Application:
     """The webhook as an aiohttp app: ``/mutate`` (any method, as upstream) and ``/healthz``.
 
-    Every review is recorded in ``trace`` as ``apiserver → webhook``; ``on_review``
+    A ``cache`` that can wait (a :class:`WaitingLookup`, such as the ServiceAccount
+    cache or its watcher) is asked through :func:`review_async`, so the settings' lookup
+    grace period applies. Every review is recorded in ``trace`` as ``apiserver →
+    webhook`` (with ``lookup`` when the grace period came into play); ``on_review``
     (optional) sees each :class:`ReviewOutcome`, for the lab's explanations.
     """
 
@@ -260,7 +367,10 @@ def make_app(
                 duration_ms=(clock.now() - started) * 1000,
             )
             raise
-        outcome = review(body, lookup=cache, settings=settings, rng=rng)
+        if isinstance(cache, WaitingLookup):
+            outcome = await review_async(body, lookup=cache, settings=settings, rng=rng)
+        else:
+            outcome = review(body, lookup=cache, settings=settings, rng=rng)
         result = outcome.result
         detail: dict[str, Any] = {
             "uid": outcome.uid,
@@ -272,6 +382,11 @@ def make_app(
             detail["reason"] = result.reason
             detail["mutated"] = result.mutated
             detail["env_added"] = {k: list(v) for k, v in result.env_added.items()}
+            found = outcome.lookup
+            if found is not None and found.how in ("appeared", "missing", "stale"):
+                # Only when the grace period came into play, so the usual record is
+                # the same whether or not the cache was a moment behind.
+                detail["lookup"] = found.how
         else:
             detail["message"] = outcome.review["response"].get("status", {}).get("message", "")
         trace.record(

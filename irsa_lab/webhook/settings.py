@@ -1,9 +1,11 @@
-"""The webhook's settings, one field per upstream command-line flag.
+"""The webhook's settings, one field per upstream command-line flag (but one, the lab's).
 
-Defaults are upstream's (specs/webhook.md §4): a field named ``token_audience``
-stands for ``--token-audience`` and so on. :meth:`WebhookSettings.lab` gives the
-settings the lab runs with, which are the ones EKS uses in the article (region
-injected, regional STS endpoints on).
+Defaults are upstream's (docs/reference/webhook.md §4): a field named
+``token_audience`` stands for ``--token-audience`` and so on. :meth:`WebhookSettings.lab`
+gives the mutation settings the lab runs with, which are the ones EKS uses in the
+article (region injected, regional STS endpoints on). The embedded stack adds a
+ServiceAccount lookup grace period of :data:`LAB_LOOKUP_GRACE_PERIOD_S` with the lab's
+consistent lookup (see :meth:`irsa_lab.webhook.cache.ServiceAccountCache.lookup`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import constants as C
+
+# The embedded stack's --service-account-lookup-grace-period, seconds. The wait ends as
+# soon as the cache has what it waits for (a few milliseconds on loopback); the bound
+# only matters when the watch is broken, and stays well inside the API server's 10 s
+# webhook timeout, so such a pod is still answered (from what the cache holds).
+LAB_LOOKUP_GRACE_PERIOD_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ class ContainerCredentialsSettings:
 
 @dataclass(frozen=True)
 class WebhookSettings:
-    """Mutation settings with upstream's flag defaults.
+    """The webhook's settings, with upstream's flag defaults.
 
     ``token_expiration`` is clamped up to 600 s when the settings are built, as upstream
     clamps the flag at start-up; there is no upper clamp.
@@ -73,6 +81,14 @@ class WebhookSettings:
     token_expiration: int = C.DEFAULT_TOKEN_EXPIRATION_S  # --token-expiration, seconds
     aws_default_region: str = ""  # --aws-default-region; empty: inject no region
     sts_regional_endpoint: bool = False  # --sts-regional-endpoint
+    # --service-account-lookup-grace-period, in seconds (a Go duration upstream). 0, the
+    # default, disables waiting: a ServiceAccount missing from the cache means no role.
+    service_account_lookup_grace_period: float = 0.0
+    # The lab's own (no upstream flag): within the grace period, also wait until the
+    # cache holds the API server's current version of an account it already has, so a
+    # pod created right after `kubectl annotate` sees the new annotation. Upstream's
+    # grace period covers only a missing account.
+    service_account_lookup_consistent: bool = False
     # --watch-container-credentials-config and the --container-credentials-* flags;
     # None: Pod Identity mode is off.
     container_credentials: ContainerCredentialsSettings | None = field(default=None)
