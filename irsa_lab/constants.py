@@ -181,3 +181,17 @@ INOTIFY_MIN_MAX_USER_INSTANCES = 512
 # The User-Agent the STS stand-in's key fetcher sends for discovery and JWKS, so the
 # OIDC host can name its caller instead of guessing it.
 STS_USER_AGENT = "irsa-lab-sts/1.0"
+
+# The fields of a Kubernetes VolumeMount (k8s.io/api v0.36): the API server's decoder
+# drops any other key before admission, so a webhook never sees one.
+VOLUME_MOUNT_FIELDS = frozenset(
+    {
+        "name",
+        "readOnly",
+        "recursiveReadOnly",
+        "mountPath",
+        "subPath",
+        "mountPropagation",
+        "subPathExpr",
+    }
+)

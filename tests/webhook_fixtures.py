@@ -23,6 +23,7 @@ import yaml
 
 from irsa_lab import constants as C
 from irsa_lab.clock import LAB_EPOCH, ManualClock
+from irsa_lab.constants import VOLUME_MOUNT_FIELDS
 from irsa_lab.httpd import ServerLoop
 from irsa_lab.pki import LabCA
 from irsa_lab.trace import Trace
@@ -107,20 +108,6 @@ def load_case(path: Path) -> Case:
     )
 
 
-# Fields of a Kubernetes VolumeMount: anything else is dropped by Go's decoder.
-_VOLUME_MOUNT_FIELDS = frozenset(
-    {
-        "name",
-        "readOnly",
-        "recursiveReadOnly",
-        "mountPath",
-        "subPath",
-        "mountPropagation",
-        "subPathExpr",
-    }
-)
-
-
 def normalise(value: Any, key: str = "") -> Any:
     """Remove what Go's re-serialisation adds or drops, so patches compare by meaning.
 
@@ -135,7 +122,7 @@ def normalise(value: Any, key: str = "") -> Any:
     for k, v in value.items():
         if v is None or (k == "resources" and v == {}) or (k == "mountPath" and v == ""):
             continue
-        if key == "volumeMounts" and k not in _VOLUME_MOUNT_FIELDS:
+        if key == "volumeMounts" and k not in VOLUME_MOUNT_FIELDS:
             continue
         out[k] = normalise(v, k)
     return out

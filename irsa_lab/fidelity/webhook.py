@@ -52,6 +52,7 @@ import yaml
 
 from .. import constants as C
 from ..backends import binaries
+from ..constants import VOLUME_MOUNT_FIELDS
 from ..httpd import free_port
 from ..pki import LabCA, write_secret
 from ..webhook.annotations import parse_go_bool, parse_go_int64
@@ -222,20 +223,6 @@ def shared_fixtures_dir() -> Path:
     return base / "webhook-fixtures"
 
 
-# The fields of a Kubernetes VolumeMount (k8s.io/api v0.36).
-_VOLUME_MOUNT_FIELDS = frozenset(
-    {
-        "name",
-        "readOnly",
-        "recursiveReadOnly",
-        "mountPath",
-        "subPath",
-        "mountPropagation",
-        "subPathExpr",
-    }
-)
-
-
 def _as_decoded(pod: dict[str, Any]) -> dict[str, Any]:
     # The API server decodes a pod into its Go types before admission, so a webhook
     # never sees unknown fields; one fixture (rawPodHasVolumeMount) carries a bogus
@@ -243,7 +230,7 @@ def _as_decoded(pod: dict[str, Any]) -> dict[str, Any]:
     for key in ("initContainers", "containers"):
         for ctr in (pod.get("spec") or {}).get(key) or []:
             for mount in ctr.get("volumeMounts") or []:
-                for k in [k for k in mount if k not in _VOLUME_MOUNT_FIELDS]:
+                for k in [k for k in mount if k not in VOLUME_MOUNT_FIELDS]:
                     del mount[k]
     return pod
 
