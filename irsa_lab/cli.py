@@ -217,7 +217,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    from .pod import PodNotFound, exec_in_pod
+    from .in_pod import PodNotFound, exec_in_pod
 
     state = _state_dir(args.state_dir)
     ep = _load_endpoints(state)

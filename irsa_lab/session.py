@@ -232,7 +232,7 @@ class Lab:
         file, so what the command's SDK recorded there (its read of the token file)
         joins the trace where it happened.
         """
-        from .pod import exec_in_pod
+        from .in_pod import exec_in_pod
         from .trace import facts_path
 
         if self.embedded is not None:

@@ -21,7 +21,7 @@ from kubernetes import client, watch
 
 from irsa_lab.constants import NODE_NAME
 from irsa_lab.kube.apiserver import API_CACHE_CONTROL
-from irsa_lab.kube.pods import pod_warnings
+from irsa_lab.kube.pod_rules import pod_warnings
 from irsa_lab.kube.status import invalid, value_invalid
 from irsa_lab.kube.tokens import decode_unverified
 

@@ -19,7 +19,7 @@ import yaml
 
 from irsa_lab import constants as C
 from irsa_lab.clock import LAB_EPOCH, ManualClock
-from irsa_lab.kube.podexec import ExecPlan, run
+from irsa_lab.kube.container import ExecPlan, run
 from irsa_lab.session import Lab
 from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab
 from irsa_lab.trace import Trace, facts_path, write_fact

@@ -36,7 +36,7 @@ import jsonpointer
 from ..clock import Clock
 from ..ids import Ids
 from ..trace import Trace
-from .pods import POD_SHAPE, apply_pod_defaults, check_shape, validate_name
+from .pod_rules import POD_SHAPE, apply_pod_defaults, check_shape, validate_name
 from .status import (
     ApiError,
     StatusCause,

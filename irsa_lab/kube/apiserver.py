@@ -46,7 +46,7 @@ from .admission import (
     validate_webhook_configuration,
 )
 from .discovery import Resource
-from .pods import (
+from .pod_rules import (
     NAMESPACE_SHAPE,
     POD_SHAPE,
     SERVICE_ACCOUNT_SHAPE,

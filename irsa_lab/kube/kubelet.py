@@ -40,7 +40,7 @@ from ..constants import (
 )
 from ..ids import Ids
 from ..trace import Trace
-from .podexec import field_ref
+from .container import field_ref
 
 __all__ = [
     "DATA_DIR_NAME",

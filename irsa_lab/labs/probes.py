@@ -66,7 +66,7 @@ class PodMissing(LookupError):
 
 def whoami(lab: Lab, pod: str = C.POD_NAME, namespace: str = C.NAMESPACE) -> Identity:
     """Run ``aws sts get-caller-identity`` in the pod and say who it is."""
-    from ..pod import PodNotFound
+    from ..in_pod import PodNotFound
 
     argv = ["aws", "sts", "get-caller-identity", "--output", "json", "--region", C.REGION]
     try:

@@ -2,5 +2,5 @@
 
 A notebook cell calls one function here and prints or displays what it returns, so
 the cell a learner reads does one thing. Import the module a notebook needs
-(``from irsa_lab.lessons import stage1``); the package imports nothing itself.
+(``from irsa_lab.lessons import pod_mutation``); the package imports nothing itself.
 """

@@ -10,7 +10,7 @@ every such liberty is written down in ``notes`` so the lab can show it.
 :func:`run` starts the process from a minimal environment: never the caller's own
 AWS credentials or ``~/.aws`` files, so the SDK in the child finds exactly what the
 pod would find. It is the one place a pod's command is started: ``irsa-lab exec`` and
-``lab.exec`` reach it through :func:`irsa_lab.pod.exec_in_pod`.
+``lab.exec`` reach it through :func:`irsa_lab.in_pod.exec_in_pod`.
 
 Given a facts file, :func:`run` also watches the token files it exposes (the host
 paths that ``AWS_WEB_IDENTITY_TOKEN_FILE`` and ``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE``

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from irsa_lab import constants as C
-from irsa_lab.lessons import stage3, stage4
+from irsa_lab.lessons import sts_call, trust_policy
 from irsa_lab.session import Lab
 from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab, lab_clock
 from irsa_lab.ui import sequence
@@ -36,7 +36,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def test_a_cold_run_shows_sts_fetching_discovery_and_jwks_before_s3(lab: Lab) -> None:
-    run = stage4.recorded_run(lab, ["aws", "s3", "ls"])
+    run = sts_call.recorded_run(lab, ["aws", "s3", "ls"])
     assert run.returncode == 0 and C.BUCKET in run.output
     labels = [s.label for s in run.steps]
     call = labels.index("AssumeRoleWithWebIdentity")
@@ -62,15 +62,15 @@ def test_a_cold_run_shows_sts_fetching_discovery_and_jwks_before_s3(lab: Lab) ->
 
 
 def test_a_warm_run_uses_the_cached_keys(lab: Lab) -> None:
-    stage4.recorded_run(lab, ["aws", "s3", "ls"])
-    warm = stage4.recorded_run(lab, ["aws", "s3", "ls"], cold_keys=False)
+    sts_call.recorded_run(lab, ["aws", "s3", "ls"])
+    warm = sts_call.recorded_run(lab, ["aws", "s3", "ls"], cold_keys=False)
     assert "GET jwks" not in [s.label for s in warm.steps]
 
 
 def test_the_failed_run_diagram_differs_from_the_successful_one(lab: Lab) -> None:
-    ok = stage4.recorded_run(lab, ["aws", "s3", "ls"])
-    with stage4.broken_trust(lab, "sub"):
-        failed = stage4.recorded_run(lab, ["aws", "s3", "ls"])
+    ok = sts_call.recorded_run(lab, ["aws", "s3", "ls"])
+    with sts_call.broken_trust(lab, "sub"):
+        failed = sts_call.recorded_run(lab, ["aws", "s3", "ls"])
     assert "AccessDenied" in failed.output
     bad = [s for s in failed.steps if not s.ok]
     assert [(s.label, s.outcome) for s in bad] == [
@@ -85,19 +85,19 @@ def test_the_failed_run_diagram_differs_from_the_successful_one(lab: Lab) -> Non
     assert not any("FAILED" in t for t in ok_texts)
     assert "STS-xIAM" in sequence.mermaid(failed.steps)
     # the trust policy is back
-    assert stage3.trust_policy(lab) == json.loads(stage3.correct_trust_policy(lab))
+    assert trust_policy.trust_policy(lab) == json.loads(trust_policy.correct_trust_policy(lab))
 
 
 def test_a_broken_audience_condition_is_also_access_denied(lab: Lab) -> None:
-    with stage4.broken_trust(lab, "aud") as what:
-        failed = stage4.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
+    with sts_call.broken_trust(lab, "aud") as what:
+        failed = sts_call.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
     assert "sts.amazon.com" in what
     assert failed.returncode != 0 and "AccessDenied" in failed.output
 
 
 def test_the_story_tells_each_step_without_secrets(lab: Lab) -> None:
-    run = stage4.recorded_run(lab, ["aws", "sts", "get-caller-identity"])
-    story = stage4.botocore_story(run.events)
+    run = sts_call.recorded_run(lab, ["aws", "sts", "get-caller-identity"])
+    story = sts_call.botocore_story(run.events)
     assert "fetched the issuer's discovery document" in story
     assert "botocore-session-<digits>" in story
     assert "ASIA" not in story
@@ -105,7 +105,7 @@ def test_the_story_tells_each_step_without_secrets(lab: Lab) -> None:
 
 
 def test_an_upload_is_refused_by_s3_not_sts(lab: Lab) -> None:
-    up = stage4.upload(lab)
+    up = sts_call.upload(lab)
     assert up.returncode != 0
     assert "AccessDenied" in up.output and "s3:PutObject" in up.output
     last = up.steps[-1]
@@ -114,30 +114,30 @@ def test_an_upload_is_refused_by_s3_not_sts(lab: Lab) -> None:
 
 
 def test_mask_session_hides_only_the_digits() -> None:
-    assert stage4.mask_session("x/botocore-session-1711548000 y") == "x/botocore-session-<digits> y"
+    assert sts_call.mask_session("x/botocore-session-1711548000 y") == "x/botocore-session-<digits> y"
 
 
 def test_broken_trust_refuses_an_unknown_way_to_break_it() -> None:
     with pytest.raises(ValueError, match="'sub' or 'aud'"):
-        with stage4.broken_trust(None, "iss"):
+        with sts_call.broken_trust(None, "iss"):
             pass
 
 
 def test_as_png_renders_a_figure_without_pyplot(lab: Lab) -> None:
-    run = stage4.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
-    image = stage4.as_png(sequence.sequence_figure(run.steps))
+    run = sts_call.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
+    image = sts_call.as_png(sequence.sequence_figure(run.steps))
     assert image.data[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_command_that_never_reads_the_token_draws_no_token_steps(lab: Lab) -> None:
-    run = stage4.recorded_run(lab, ["true"])
+    run = sts_call.recorded_run(lab, ["true"])
     assert run.returncode == 0
     assert run.steps == []
-    assert stage4.botocore_story(run.events) == ""
+    assert sts_call.botocore_story(run.events) == ""
 
 
 def test_the_drawn_sequence_starts_with_the_kubelets_token_request(lab: Lab) -> None:
-    run = stage4.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
+    run = sts_call.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
     texts = sequence.figure_texts(sequence.sequence_figure(run.steps))
     assert "1. TokenRequest" in texts and "2. write" in texts
     assert "Kubelet->>API: TokenRequest" in sequence.mermaid(run.steps)
@@ -150,8 +150,8 @@ def test_the_drawn_sequence_starts_with_the_kubelets_token_request(lab: Lab) -> 
 
 
 def test_the_story_names_the_code_that_read_the_token(lab: Lab) -> None:
-    run = stage4.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
-    story = stage4.botocore_story(run.events)
+    run = sts_call.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
+    story = sts_call.botocore_story(run.events)
     assert "the kubelet asked the API server for a token bound to the pod" in story
     assert f"{C.TOKEN_FILE}, opened by " in story
     assert "FileWebIdentityTokenLoader.__call__ in aws" in story

@@ -33,7 +33,7 @@ from ..constants import (
     ROLE_NAME,
 )
 from ..ui.text import text_table
-from .stage3 import aws_cli
+from .trust_policy import aws_cli
 
 __all__ = [
     "FAST_IMDS_ENV",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from irsa_lab import constants as C
-from irsa_lab.lessons import stage1, stage2
+from irsa_lab.lessons import pod_mutation, the_token
 from irsa_lab.session import Lab
 from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab, lab_clock
 
@@ -16,7 +16,7 @@ from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab, lab_clock
 def _start(folder: Path) -> Lab:
     stack = EmbeddedLab(state_dir=folder, seed=DEFAULT_SEED, clock=lab_clock(True)).start()
     lab = Lab(stack.endpoints.as_dict(), stack.state_dir, backend="embedded", embedded=stack)
-    stage1.create_mypod(lab)
+    pod_mutation.create_mypod(lab)
     return lab
 
 
@@ -37,7 +37,7 @@ def fresh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def test_the_listing_shows_the_kubelets_atomic_layout_and_modes(lab: Lab) -> None:
-    lines = stage2.token_volume_listing(lab).splitlines()
+    lines = the_token.token_volume_listing(lab).splitlines()
     assert lines[0].startswith("on the node:       /var/lib/kubelet/pods/")
     assert "lrwxrwxrwx  token -> ..data/token" in lines
     data = next(line for line in lines if " ..data -> " in line)
@@ -48,13 +48,13 @@ def test_the_listing_shows_the_kubelets_atomic_layout_and_modes(lab: Lab) -> Non
 
 def test_short_token_keeps_the_token_unusable(lab: Lab) -> None:
     token = lab.read_token()
-    shown = stage2.short_token(token)
+    shown = the_token.short_token(token)
     assert token not in shown
     assert shown.startswith(token[:40]) and f"({len(token)} characters)" in shown
 
 
 def test_the_walkthrough_fetches_discovery_and_jwks_and_accepts_the_token(lab: Lab) -> None:
-    text = stage2.verify_walkthrough(lab, lab.read_token())
+    text = the_token.verify_walkthrough(lab, lab.read_token())
     issuer = lab.endpoints["issuer"]
     assert f"GET {issuer}/.well-known/openid-configuration" in text
     assert "the document names the same issuer as the token: True" in text
@@ -62,7 +62,7 @@ def test_the_walkthrough_fetches_discovery_and_jwks_and_accepts_the_token(lab: L
 
 
 def test_a_tampered_sub_fails_at_the_signature_in_the_decoder(lab: Lab) -> None:
-    decoder = stage2.token_decoder(lab, lab.read_token())
+    decoder = the_token.token_decoder(lab, lab.read_token())
     assert decoder.state()["ok"]
     decoder.claim_input.value = "sub"
     decoder.value_input.value = '"system:serviceaccount:kube-system:admin"'
@@ -73,31 +73,31 @@ def test_a_tampered_sub_fails_at_the_signature_in_the_decoder(lab: Lab) -> None:
 
 
 def test_the_claims_text_names_the_trust_policy_condition_keys(lab: Lab) -> None:
-    text = stage2.claims_text(lab, lab.read_token())
+    text = the_token.claims_text(lab, lab.read_token())
     prefix = lab.endpoints["issuer"].removeprefix("https://")
     assert f"trust-policy condition key {prefix}:sub" in text
     assert f"{prefix}:aud" in text
 
 
 def test_the_timeline_reports_renewal_due_after_80_percent(lab: Lab) -> None:
-    widget = stage2.timeline(lab, lab.read_token())
+    widget = the_token.timeline(lab, lab.read_token())
     widget.now = widget.token_iat + 19 * 3600
     assert widget.state()["token_state"] == "valid"
     widget.now = widget.token_iat + 20 * 3600
     assert widget.state()["token_state"] == "due for renewal"
-    assert "renews it 19 h 12 min after it was issued" in stage2.timeline_text(widget)
+    assert "renews it 19 h 12 min after it was issued" in the_token.timeline_text(widget)
 
 
 def test_renewal_swaps_the_data_link_to_a_new_folder_with_a_new_iat(fresh_lab: Lab) -> None:
-    r = stage2.renew_token(fresh_lab)
+    r = the_token.renew_token(fresh_lab)
     assert r.after_dir != r.before_dir and not r.old_dir_exists
     assert r.token_link == "..data/token"
     assert r.after_iat - r.before_iat == pytest.approx(0.8 * C.DEFAULT_TOKEN_EXPIRATION_S + 60)
-    assert stage2.token_status(fresh_lab)["renewals"] == 1
+    assert the_token.token_status(fresh_lab)["renewals"] == 1
 
 
 def test_a_deleted_pods_token_is_still_accepted_by_sts(fresh_lab: Lab) -> None:
-    result = stage2.delete_pod_keep_token(fresh_lab)
+    result = the_token.delete_pod_keep_token(fresh_lab)
     assert result.api_server_status == 404
     assert not result.token_file_exists
     assert result.sts_ok, result.sts_detail

@@ -32,11 +32,11 @@ from typing import Any
 
 from ..aws.sts.errors import failure_from_wire
 from ..constants import ROLE_NAME
-from ..kube.podexec import minimal_env
+from ..kube.container import minimal_env
 from ..trace import TraceEvent
 from ..ui.playground import PRESETS, ConditionRow, Playground, Verdict, trust_policy_text
 from ..ui.text import text_table
-from .stage2 import oidc_providers
+from .the_token import oidc_providers
 
 __all__ = [
     "PresetCheck",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from irsa_lab import constants as C
-from irsa_lab.lessons import stage3
+from irsa_lab.lessons import trust_policy
 from irsa_lab.session import Lab
 from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab, lab_clock
 from irsa_lab.ui.playground import PRESETS, Playground
@@ -26,7 +26,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture
 def pg(lab: Lab) -> Playground:
-    return stage3.playground(lab)
+    return trust_policy.playground(lab)
 
 
 def _iam_state(lab: Lab) -> tuple[dict[str, object], list[str]]:
@@ -39,19 +39,19 @@ def _iam_state(lab: Lab) -> tuple[dict[str, object], list[str]]:
 
 
 def test_trying_each_preset_for_real_agrees_with_judge(pg: Playground) -> None:
-    checks = stage3.compare_presets(pg)
+    checks = trust_policy.compare_presets(pg)
     assert [c.preset for c in checks] == list(PRESETS)
     for c in checks:
         assert c.agree, (c.preset, c.predicted.text(), c.real.text())
         assert c.real.code == pg.presets[c.preset].expected_code
-        assert c.real.source == stage3.REAL_SOURCE
+        assert c.real.source == trust_policy.REAL_SOURCE
 
 
 def test_trying_for_real_puts_iam_and_kubernetes_back_as_they_were(
     lab: Lab, pg: Playground
 ) -> None:
     before = _iam_state(lab)
-    stage3.compare_presets(pg)
+    trust_policy.compare_presets(pg)
     assert _iam_state(lab) == before
     names = [ns.metadata.name for ns in lab.core.list_namespace().items]
     assert "dev" not in names  # the "wrong namespace" preset made it, and removed it
@@ -63,7 +63,7 @@ def test_a_denied_real_run_names_the_failed_sub_condition(pg: Playground) -> Non
     assert real is not None and real.code == "AccessDenied" and real.http_status == 403
     failed = [r for r in real.failed_conditions if r.operator == "StringEquals"]
     assert [r.key.endswith(":sub") for r in failed] == [True]
-    summary = stage3.verdict_summary(real)
+    summary = trust_policy.verdict_summary(real)
     assert "failed condition: StringEquals" in summary
     assert "system:serviceaccount:default:s3-readonly-sa" in summary
 
@@ -78,9 +78,9 @@ def test_a_malformed_policy_is_refused_by_iam_in_both_verdicts(pg: Playground) -
 
 def test_the_broken_policy_denies_mypod_and_the_correct_one_lets_it_in(lab: Lab) -> None:
     iam = lab.aws_client("iam")
-    broken = json.loads(stage3.broken_trust_policy(lab))
-    correct = json.loads(stage3.correct_trust_policy(lab))
-    assert stage3.trust_policy(lab) == correct
+    broken = json.loads(trust_policy.broken_trust_policy(lab))
+    correct = json.loads(trust_policy.correct_trust_policy(lab))
+    assert trust_policy.trust_policy(lab) == correct
     assert broken != correct
     cond = broken["Statement"][0]["Condition"]["StringEquals"]
     assert any(v == "system:serviceaccount:default:s3-read-only-sa" for v in cond.values())
@@ -88,6 +88,6 @@ def test_the_broken_policy_denies_mypod_and_the_correct_one_lets_it_in(lab: Lab)
 
 
 def test_aws_cli_runs_as_the_administrator(lab: Lab) -> None:
-    done = stage3.aws_cli(lab, "sts", "get-caller-identity", "--query", "Arn", "--output", "text")
+    done = trust_policy.aws_cli(lab, "sts", "get-caller-identity", "--query", "Arn", "--output", "text")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == C.ADMIN_USER_ARN

@@ -16,8 +16,8 @@ from token_fixtures import POD_UID, irsa_pod
 
 from irsa_lab.clock import LAB_EPOCH, ManualClock
 from irsa_lab.constants import NODE_NAME, SA_MOUNT_PATH, TOKEN_MOUNT_PATH, TOKEN_VOLUME_NAME
-from irsa_lab.kube.podexec import ExecPlan, container_env, field_ref, minimal_env, run
-from irsa_lab.pod import exec_in_pod
+from irsa_lab.in_pod import exec_in_pod
+from irsa_lab.kube.container import ExecPlan, container_env, field_ref, minimal_env, run
 from irsa_lab.session import Lab
 from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab
 from irsa_lab.trace import facts_path
@@ -204,7 +204,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 def test_lab_exec_irsa_lab_exec_and_exec_in_pod_all_start_the_pod_through_run(
     lab: Lab, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    import irsa_lab.pod
+    import irsa_lab.in_pod
     from irsa_lab import cli
 
     lab.create_pod(MYPOD)
@@ -214,7 +214,7 @@ def test_lab_exec_irsa_lab_exec_and_exec_in_pod_all_start_the_pod_through_run(
         calls.append((plan, list(argv), kw))
         return run(plan, argv, **kw)
 
-    monkeypatch.setattr(irsa_lab.pod, "run", spy)
+    monkeypatch.setattr(irsa_lab.in_pod, "run", spy)
     role = [sys.executable, "-c", "import os; print(os.environ['AWS_ROLE_ARN'])"]
 
     done = lab.exec("mypod", role)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from irsa_lab.doctor import Check
-from irsa_lab.lessons import preflight
+from irsa_lab.lessons import start_here
 
 
 def _ok() -> Check:
@@ -25,7 +25,7 @@ def _no_kubectl() -> Check:
 def test_a_failing_check_is_printed_as_fail_with_the_command_that_fixes_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    report = preflight.check([_ok, _broken_loopback])
+    report = start_here.check([_ok, _broken_loopback])
     out = capsys.readouterr().out
     assert not report.ok
     assert "[FAIL] loopback ports can be opened: cannot bind 127.0.0.1" in out
@@ -35,7 +35,7 @@ def test_a_failing_check_is_printed_as_fail_with_the_command_that_fixes_it(
 
 
 def test_a_missing_optional_tool_is_a_note_and_does_not_fail_the_check() -> None:
-    report = preflight.run([_ok, _no_kubectl])
+    report = start_here.run([_ok, _no_kubectl])
     assert report.ok
     assert report.failures == []
     assert "[note] kubectl (optional): not found" in report.text()
@@ -43,13 +43,13 @@ def test_a_missing_optional_tool_is_a_note_and_does_not_fail_the_check() -> None
 
 
 def test_details_such_as_versions_and_paths_are_printed_only_when_verbose() -> None:
-    report = preflight.run([_ok])
+    report = start_here.run([_ok])
     assert report.text().splitlines()[0] == "[ok  ] Python 3.11 or newer"
     assert "/usr/bin/python3" in report.text(verbose=True)
 
 
 def test_a_check_function_may_return_several_checks() -> None:
-    report = preflight.run([lambda: [_ok(), _broken_loopback()]])
+    report = start_here.run([lambda: [_ok(), _broken_loopback()]])
     assert [i.status for i in report.items] == ["ok", "FAIL"]
 
 
@@ -57,15 +57,15 @@ def test_an_unwritable_temporary_folder_fails_with_a_fix(monkeypatch: pytest.Mon
     def refuse(*_a: object, **_k: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(preflight.tempfile, "TemporaryDirectory", refuse)
-    check = preflight.check_temp_folder()
+    monkeypatch.setattr(start_here.tempfile, "TemporaryDirectory", refuse)
+    check = start_here.check_temp_folder()
     assert not check.ok
     assert "Permission denied" in check.detail
     assert "TMPDIR" in check.fix
 
 
 def test_this_environment_passes_every_required_check() -> None:
-    report = preflight.run()
+    report = start_here.run()
     assert report.ok, report.text(verbose=True)
     titles = [i.title for i in report.items]
     assert "ipywidgets front end matches the kernel side" in titles

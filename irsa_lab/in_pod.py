@@ -7,7 +7,7 @@ from the stored spec, with paths into mounts rewritten to those folders. The AWS
 endpoint settings of the stack are added, and nothing of the caller's AWS identity.
 
 :func:`exec_in_pod` only gathers these; the process itself is started by
-:func:`irsa_lab.kube.podexec.run`, the one exec path, which also lets the child record
+:func:`irsa_lab.kube.container.run`, the one exec path, which also lets the child record
 its reads of the token file into the state directory's facts file
 (:func:`irsa_lab.trace.facts_path`) as they happen.
 """
@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .kube.container import ExecPlan, container_env, run
 from .kube.kubelet import volume_dir
-from .kube.podexec import ExecPlan, container_env, run
 from .trace import facts_path
 
 __all__ = ["PodNotFound", "exec_in_pod", "exec_plan", "pod_aws_env", "read_pod"]
@@ -90,7 +90,7 @@ def exec_in_pod(
     timeout: float | None = 120,
     extra_env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` as ``pod``'s container, through :func:`~irsa_lab.kube.podexec.run`.
+    """Run ``argv`` as ``pod``'s container, through :func:`~irsa_lab.kube.container.run`.
 
     Without ``capture``, the output goes to this process's and the notes on what was
     mapped are printed to stderr first. Reads of the token file are recorded in

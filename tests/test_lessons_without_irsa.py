@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pytest
 
 from irsa_lab import constants as C
-from irsa_lab.lessons import imds
+from irsa_lab.lessons import without_irsa
 from irsa_lab.session import Lab
 from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab, lab_clock
 
-POD = imds.POD_WITHOUT_ROLE["metadata"]["name"]
+POD = without_irsa.POD_WITHOUT_ROLE["metadata"]["name"]
 
 
 @pytest.fixture(scope="module")
@@ -20,19 +20,19 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         state_dir=tmp_path_factory.mktemp("imds"), seed=DEFAULT_SEED, clock=lab_clock(True)
     ).start()
     lab = Lab(stack.endpoints.as_dict(), stack.state_dir, backend="embedded", embedded=stack)
-    lab.create_pod(imds.POD_WITHOUT_ROLE)
+    lab.create_pod(without_irsa.POD_WITHOUT_ROLE)
     yield lab
     lab.close()
 
 
 def test_the_pod_without_a_role_is_not_mutated(lab: Lab) -> None:
-    facts = imds.mutation_facts(lab.get_pod(POD))
+    facts = without_irsa.mutation_facts(lab.get_pod(POD))
     assert "serviceAccountName: default" in facts
     assert "AWS_* env vars:     (none)" in facts
 
 
 def test_the_chain_falls_through_to_iam_role_and_finds_the_node_role(lab: Lab) -> None:
-    chain = imds.credential_chain(lab, POD)
+    chain = without_irsa.credential_chain(lab, POD)
     assert chain.tried[0] == "env"
     assert chain.tried.index("assume-role-with-web-identity") < chain.tried.index("iam-role")
     assert chain.tried[-1] == "iam-role"
@@ -41,14 +41,14 @@ def test_the_chain_falls_through_to_iam_role_and_finds_the_node_role(lab: Lab) -
 
 
 def test_hop_limit_two_gives_the_pod_the_node_role(lab: Lab) -> None:
-    with imds.imds_settings(lab, http_tokens="required", hop_limit=2):
-        assert imds.who_am_i(lab, POD).role == C.NODE_ROLE_NAME
+    with without_irsa.imds_settings(lab, http_tokens="required", hop_limit=2):
+        assert without_irsa.who_am_i(lab, POD).role == C.NODE_ROLE_NAME
 
 
 def test_hop_limit_one_with_tokens_required_leaves_the_pod_without_credentials(lab: Lab) -> None:
-    with imds.imds_settings(lab, http_tokens="required", hop_limit=1):
-        pod = imds.who_am_i(lab, POD)
-        node = imds.who_am_i(lab)
+    with without_irsa.imds_settings(lab, http_tokens="required", hop_limit=1):
+        pod = without_irsa.who_am_i(lab, POD)
+        node = without_irsa.who_am_i(lab)
     assert pod.arn is None and "Unable to locate credentials" in pod.error
     assert node.role == C.NODE_ROLE_NAME
     settings = lab.embedded.imds_settings  # type: ignore[union-attr]
@@ -56,7 +56,7 @@ def test_hop_limit_one_with_tokens_required_leaves_the_pod_without_credentials(l
 
 
 def test_the_node_role_allows_what_the_pod_role_does_not(lab: Lab) -> None:
-    roles = imds.compare_roles(lab)
+    roles = without_irsa.compare_roles(lab)
     assert "AmazonEC2ContainerRegistryReadOnly" in roles.node_policies
     assert roles.pod_policies == ["AmazonS3ReadOnlyAccess"]
     assert "ecr:GetAuthorizationToken" in roles.node_only()
@@ -65,9 +65,9 @@ def test_the_node_role_allows_what_the_pod_role_does_not(lab: Lab) -> None:
 
 
 def test_the_hop_path_drops_the_token_before_the_pod_only_with_limit_one() -> None:
-    assert [h.arrives for h in imds.hop_path(1)] == [True, True, False, False]
-    assert all(h.arrives for h in imds.hop_path(2))
-    assert "the pod never does" in imds.hop_path_text(1)
-    assert "IMDSv1 is still allowed" in imds.hop_path_text(1, "optional")
-    texts = [t.get_text() for ax in imds.hop_figure(1).axes for t in [ax.title, *ax.texts]]
+    assert [h.arrives for h in without_irsa.hop_path(1)] == [True, True, False, False]
+    assert all(h.arrives for h in without_irsa.hop_path(2))
+    assert "the pod never does" in without_irsa.hop_path_text(1)
+    assert "IMDSv1 is still allowed" in without_irsa.hop_path_text(1, "optional")
+    texts = [t.get_text() for ax in without_irsa.hop_figure(1).axes for t in [ax.title, *ax.texts]]
     assert any("dies before the pod" in t for t in texts)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from irsa_lab import constants as C
-from irsa_lab.lessons import stage1
+from irsa_lab.lessons import pod_mutation
 from irsa_lab.session import Lab
 from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab, lab_clock
 
@@ -23,14 +23,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 @pytest.fixture
-def explorer(lab: Lab) -> Iterator[stage1.MutationExplorer]:
-    ex = stage1.MutationExplorer(lab)
+def explorer(lab: Lab) -> Iterator[pod_mutation.MutationExplorer]:
+    ex = pod_mutation.MutationExplorer(lab)
     yield ex
     ex.reset()
 
 
 def test_mypod_gets_the_five_aws_variables_and_the_token_volume(lab: Lab) -> None:
-    m = stage1.create_mypod(lab)
+    m = pod_mutation.create_mypod(lab)
     assert m.outcome == "patched"
     assert list(m.env()) == [
         C.ENV_STS_REGIONAL_ENDPOINTS,
@@ -48,7 +48,7 @@ def test_mypod_gets_the_five_aws_variables_and_the_token_volume(lab: Lab) -> Non
 
 
 def test_the_diff_hides_api_server_defaults_but_keeps_the_webhooks_lines(lab: Lab) -> None:
-    m = stage1.create_mypod(lab)
+    m = pod_mutation.create_mypod(lab)
     text = repr(m.diff_view())
     assert "tolerations" not in text and "dnsPolicy" not in text
     role_line = next(line for line in text.splitlines() if "AWS_ROLE_ARN" in line)
@@ -57,18 +57,18 @@ def test_the_diff_hides_api_server_defaults_but_keeps_the_webhooks_lines(lab: La
 
 
 def test_the_admission_texts_show_the_request_and_the_decoded_patch(lab: Lab) -> None:
-    m = stage1.create_mypod(lab)
+    m = pod_mutation.create_mypod(lab)
     assert m.record is not None
-    request = stage1.admission_request_text(m.record)
+    request = pod_mutation.admission_request_text(m.record)
     assert "operation: CREATE" in request and "(other fields left out)" in request
-    response = stage1.admission_response_text(m.record)
+    response = pod_mutation.admission_response_text(m.record)
     assert "patchType: JSONPatch" in response
     assert "base64 characters)" in response
     assert "add  /spec/containers" in response
 
 
 def test_setting_the_audience_in_the_explorer_changes_the_new_pods_token_audience(
-    explorer: stage1.MutationExplorer,
+    explorer: pod_mutation.MutationExplorer,
 ) -> None:
     explorer.audience = "my-audience"
     m = explorer.apply()
@@ -77,21 +77,21 @@ def test_setting_the_audience_in_the_explorer_changes_the_new_pods_token_audienc
 
 
 def test_a_token_expiration_below_600_seconds_is_raised_to_600(
-    explorer: stage1.MutationExplorer,
+    explorer: pod_mutation.MutationExplorer,
 ) -> None:
     explorer.token_expiration = "300"
     assert explorer.apply().token_volume["expirationSeconds"] == 600  # type: ignore[index]
 
 
 def test_sts_regional_endpoints_false_drops_the_variable(
-    explorer: stage1.MutationExplorer,
+    explorer: pod_mutation.MutationExplorer,
 ) -> None:
     explorer.sts_regional_endpoints = "false"
     assert C.ENV_STS_REGIONAL_ENDPOINTS not in explorer.apply().env("app")
 
 
 def test_skip_containers_leaves_the_named_container_untouched(
-    explorer: stage1.MutationExplorer,
+    explorer: pod_mutation.MutationExplorer,
 ) -> None:
     explorer.skip_containers = "sidecar"
     m = explorer.apply()
@@ -100,7 +100,7 @@ def test_skip_containers_leaves_the_named_container_untouched(
 
 
 def test_the_skip_label_keeps_the_api_server_from_calling_the_webhook(
-    explorer: stage1.MutationExplorer,
+    explorer: pod_mutation.MutationExplorer,
 ) -> None:
     explorer.skip_label = True
     m = explorer.apply()
@@ -110,7 +110,7 @@ def test_the_skip_label_keeps_the_api_server_from_calling_the_webhook(
 
 
 def test_controls_and_python_attributes_are_the_same_state(
-    explorer: stage1.MutationExplorer,
+    explorer: pod_mutation.MutationExplorer,
 ) -> None:
     audience_box = explorer.controls[0]
     audience_box.value = "typed-in-the-box"
@@ -120,7 +120,7 @@ def test_controls_and_python_attributes_are_the_same_state(
 
 
 def test_reset_puts_the_service_account_back_as_the_article_has_it(
-    lab: Lab, explorer: stage1.MutationExplorer
+    lab: Lab, explorer: pod_mutation.MutationExplorer
 ) -> None:
     explorer.audience = "x"
     explorer.token_expiration = "1200"
@@ -132,7 +132,7 @@ def test_reset_puts_the_service_account_back_as_the_article_has_it(
 
 
 def test_a_pod_created_while_the_webhook_is_down_is_stored_unmutated(lab: Lab) -> None:
-    m = stage1.webhook_down_demo(lab)
+    m = pod_mutation.webhook_down_demo(lab)
     assert m.outcome == "ignored"
     assert m.record is not None and "connection refused" in m.record.error
     assert m.token_volume is None
@@ -142,13 +142,13 @@ def test_a_pod_created_while_the_webhook_is_down_is_stored_unmutated(lab: Lab) -
 def test_a_pod_created_before_its_service_account_was_annotated_stays_unmutated(
     lab: Lab,
 ) -> None:
-    first, recreated = stage1.annotated_too_late(lab)
+    first, recreated = pod_mutation.annotated_too_late(lab)
     assert first.token_volume is None and C.ENV_ROLE_ARN not in first.env()
     assert recreated.env()[C.ENV_ROLE_ARN] == C.ROLE_ARN
 
 
 def test_the_skip_label_demo_is_not_sent_to_the_webhook(lab: Lab) -> None:
-    assert stage1.skip_label_demo(lab).outcome == "not called"
+    assert pod_mutation.skip_label_demo(lab).outcome == "not called"
 
 
 def test_focus_drops_only_the_listed_defaults() -> None:
@@ -159,7 +159,7 @@ def test_focus_drops_only_the_listed_defaults() -> None:
             "containers": [{"name": "c", "imagePullPolicy": "Always", "env": []}],
         }
     }
-    assert stage1.focus(pod) == {
+    assert pod_mutation.focus(pod) == {
         "spec": {"serviceAccountName": "sa", "containers": [{"name": "c", "env": []}]}
     }
     assert pod["spec"]["dnsPolicy"] == "ClusterFirst"  # the input is not changed
