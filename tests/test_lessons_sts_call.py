@@ -114,7 +114,9 @@ def test_an_upload_is_refused_by_s3_not_sts(lab: Lab) -> None:
 
 
 def test_mask_session_hides_only_the_digits() -> None:
-    assert sts_call.mask_session("x/botocore-session-1711548000 y") == "x/botocore-session-<digits> y"
+    assert (
+        sts_call.mask_session("x/botocore-session-1711548000 y") == "x/botocore-session-<digits> y"
+    )
 
 
 def test_broken_trust_refuses_an_unknown_way_to_break_it() -> None:

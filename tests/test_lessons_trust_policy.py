@@ -88,6 +88,8 @@ def test_the_broken_policy_denies_mypod_and_the_correct_one_lets_it_in(lab: Lab)
 
 
 def test_aws_cli_runs_as_the_administrator(lab: Lab) -> None:
-    done = trust_policy.aws_cli(lab, "sts", "get-caller-identity", "--query", "Arn", "--output", "text")
+    done = trust_policy.aws_cli(
+        lab, "sts", "get-caller-identity", "--query", "Arn", "--output", "text"
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == C.ADMIN_USER_ARN
