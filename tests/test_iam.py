@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 from iam_s3_fixtures import ISSUER, IamS3Lab, iam_s3_lab_fixture, raw_request, scratch_lab_fixture  # noqa: F401 - fixtures
 
 from irsa_lab.aws import iam as iam_api
+from irsa_lab.aws.arns import irsa_trust_policy
 from irsa_lab.aws.errors import AwsError
 from irsa_lab.aws.managed import AWS_MANAGED_POLICIES
 from irsa_lab.aws.model import Account
 from irsa_lab.aws.policy import evaluate, oidc_trust_context
-from irsa_lab.aws.scenario import irsa_trust_policy, seed_default
+from irsa_lab.aws.scenario import seed_default
 from irsa_lab.constants import (
     EKS_OIDC_THUMBPRINT,
     NODE_ROLE_MANAGED_POLICY_ARNS,

@@ -20,7 +20,7 @@ from aws_fixtures import (  # noqa: F401 - fixtures
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 
-from irsa_lab.aws.scenario import irsa_trust_policy
+from irsa_lab.aws.arns import irsa_trust_policy
 from irsa_lab.constants import ACCOUNT_ID, ROLE_NAME
 
 DENIED = ("AccessDenied", 403, "Not authorized to perform sts:AssumeRoleWithWebIdentity")

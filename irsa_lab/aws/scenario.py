@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from ..constants import (
     ADMIN_USER_NAME,
@@ -19,12 +18,17 @@ from ..constants import (
     BUCKET_CREATED,
     DEFAULT_AUDIENCE,
     EKS_OIDC_THUMBPRINT,
-    NAMESPACE,
     NODE_ROLE_MANAGED_POLICY_ARNS,
     NODE_ROLE_NAME,
     ROLE_NAME,
     S3_READ_ONLY_POLICY_ARN,
-    SERVICE_ACCOUNT,
+)
+from .arns import (
+    ec2_trust_policy,
+    irsa_trust_policy,
+    issuer_host_path,
+    oidc_provider_arn,
+    role_arn,
 )
 from .managed import install_managed_policies
 from .model import Account, Credential, OidcProvider, Role
@@ -43,48 +47,6 @@ class DefaultScenario:
 
 def _epoch(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-
-
-def irsa_trust_policy(
-    provider_arn: str,
-    issuer: str,
-    *,
-    namespace: str = NAMESPACE,
-    service_account: str = SERVICE_ACCOUNT,
-    audience: str = DEFAULT_AUDIENCE,
-) -> dict[str, Any]:
-    """The trust policy EKS documents for IRSA: the provider, the SA's ``sub``, the ``aud``."""
-    host_path = issuer.removeprefix("https://")
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": provider_arn},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {
-                    "StringEquals": {
-                        f"{host_path}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-                        f"{host_path}:aud": audience,
-                    }
-                },
-            }
-        ],
-    }
-
-
-def ec2_trust_policy() -> dict[str, Any]:
-    """The trust policy of an EC2 instance role (what eksctl gives a node group)."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "ec2.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
 
 
 # Small objects so that `aws s3 ls s3://aws-codebuild-output-test` has something to list.
@@ -121,11 +83,11 @@ def seed_default(account: Account, *, issuer: str) -> DefaultScenario:
     now = account.clock.now()
     ids = account.ids
     install_managed_policies(account)
-    host_path = issuer.removeprefix("https://")
+    host_path = issuer_host_path(issuer)
     acct = account.account_id
-    provider_arn = f"arn:aws:iam::{acct}:oidc-provider/{host_path}"
-    role_arn = f"arn:aws:iam::{acct}:role/{ROLE_NAME}"
-    node_role_arn = f"arn:aws:iam::{acct}:role/{NODE_ROLE_NAME}"
+    provider_arn = oidc_provider_arn(acct, host_path)
+    irsa_role_arn = role_arn(acct, ROLE_NAME)
+    node_role_arn = role_arn(acct, NODE_ROLE_NAME)
     with account.lock:
         account.oidc_providers.setdefault(
             provider_arn,
@@ -140,7 +102,7 @@ def seed_default(account: Account, *, issuer: str) -> DefaultScenario:
         if ROLE_NAME not in account.roles:
             account.roles[ROLE_NAME] = Role(
                 name=ROLE_NAME,
-                arn=role_arn,
+                arn=irsa_role_arn,
                 role_id=ids.aws_unique_id("AROA"),
                 trust_policy=json.dumps(irsa_trust_policy(provider_arn, issuer), indent=2),
                 create_date=now,
@@ -173,4 +135,4 @@ def seed_default(account: Account, *, issuer: str) -> DefaultScenario:
                 source="admin",
             )
             account.credentials[admin.access_key_id] = admin
-    return DefaultScenario(admin, provider_arn, role_arn, node_role_arn, BUCKET)
+    return DefaultScenario(admin, provider_arn, irsa_role_arn, node_role_arn, BUCKET)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import constants as C
-from ..aws.scenario import irsa_trust_policy
+from ..aws.arns import irsa_trust_policy
 from .probes import iam as iam_client
 from .probes import modify_instance_metadata_options, provider_arn
 

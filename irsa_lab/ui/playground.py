@@ -23,6 +23,13 @@ from typing import Any, NamedTuple
 
 import ipywidgets as widgets
 
+from ..aws.arns import (
+    arn_account,
+    arn_partition,
+    irsa_trust_policy,
+    issuer_host_path,
+    oidc_provider_arn,
+)
 from ..aws.errors import AwsError
 from ..aws.policy import Decision, parse_policy
 from ..aws.sts.checks import TOKEN_STEPS, IamView, Pipeline, keys_from_jwks
@@ -141,16 +148,11 @@ class Verdict:
         )
 
 
-def provider_arn(role_arn: str, issuer_host_path: str) -> str:
+def provider_arn(role_arn: str, host_path: str) -> str:
     """The IAM OIDC provider ARN in the role's partition and account."""
-    parts = role_arn.split(":")
-    partition = parts[1] if len(parts) > 4 else "aws"
-    account = parts[4] if len(parts) > 4 else ACCOUNT_ID
-    return f"arn:{partition}:iam::{account}:oidc-provider/{issuer_host_path}"
-
-
-def _host_path(iss: str) -> str:
-    return iss.removeprefix("https://")
+    return oidc_provider_arn(
+        arn_account(role_arn, ACCOUNT_ID), host_path, partition=arn_partition(role_arn)
+    )
 
 
 def _principal_row(st: Any, result: Any, caller_arn: str) -> ConditionRow:
@@ -295,7 +297,7 @@ def _refusal(
                     "iss",
                     "has an IAM OIDC provider",
                     known,
-                    [_host_path(iss)],
+                    [issuer_host_path(iss)],
                     False,
                     "IAM looks the provider up by the issuer without https://, "
                     "exactly (case, trailing slash and cluster id matter)",
@@ -349,24 +351,15 @@ def trust_policy_text(
     key_prefix: str | None = None,
 ) -> str:
     """The IRSA trust policy as eksctl and the EKS docs write it, pretty-printed."""
-    host_path = _host_path(issuer)
-    prefix = host_path if key_prefix is None else key_prefix
-    doc = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": f"arn:aws:iam::{account_id}:oidc-provider/{host_path}"},
-                "Action": ACTION,
-                "Condition": {
-                    operator: {
-                        f"{prefix}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-                        f"{prefix}:aud": audience,
-                    }
-                },
-            }
-        ],
-    }
+    doc = irsa_trust_policy(
+        oidc_provider_arn(account_id, issuer),
+        issuer,
+        namespace=namespace,
+        service_account=service_account,
+        audience=audience,
+        operator=operator,
+        key_prefix=key_prefix,
+    )
     return json.dumps(doc, indent=2)
 
 
@@ -555,7 +548,7 @@ class Playground(widgets.VBox):
         account_id = role_arn.split(":")[4] if role_arn.count(":") >= 5 else ACCOUNT_ID
         self.account_id = account_id
         self.providers: dict[str, list[str]] = (
-            {_host_path(issuer): [DEFAULT_AUDIENCE]}
+            {issuer_host_path(issuer): [DEFAULT_AUDIENCE]}
             if providers is None
             else {k: list(v) for k, v in providers.items()}
         )
@@ -681,7 +674,7 @@ class Playground(widgets.VBox):
     def effective_providers(self) -> dict[str, list[str]]:
         if self.provider_box.value:
             return dict(self.providers)
-        cluster = _host_path(self.cluster_issuer)
+        cluster = issuer_host_path(self.cluster_issuer)
         return {k: v for k, v in self.providers.items() if k != cluster}
 
     @property
