@@ -18,11 +18,14 @@ __all__ = [
     "arn_account",
     "arn_partition",
     "assumed_role_arn",
+    "assumed_role_name",
     "ec2_trust_policy",
     "issuer_host_path",
     "irsa_trust_policy",
     "oidc_provider_arn",
+    "oidc_provider_host_path",
     "role_arn",
+    "user_arn",
 ]
 
 WEB_IDENTITY_ACTION = "sts:AssumeRoleWithWebIdentity"
@@ -38,9 +41,22 @@ def oidc_provider_arn(account_id: str, issuer: str, *, partition: str = "aws") -
     return f"arn:{partition}:iam::{account_id}:oidc-provider/{issuer_host_path(issuer)}"
 
 
+def oidc_provider_host_path(provider_arn: str) -> str:
+    """The provider URL an OIDC provider ARN names (what follows ``oidc-provider/``).
+
+    A text that is not such an ARN is returned whole, so that a bare host path passes.
+    """
+    return provider_arn.split(":oidc-provider/", 1)[-1]
+
+
 def role_arn(account_id: str, name: str, *, path: str = "/", partition: str = "aws") -> str:
     """``arn:aws:iam::<account>:role<path><name>``, the path kept as IAM keeps it."""
     return f"arn:{partition}:iam::{account_id}:role{path}{name}"
+
+
+def user_arn(account_id: str, name: str, *, path: str = "/", partition: str = "aws") -> str:
+    """``arn:aws:iam::<account>:user<path><name>``: an IAM user, such as the administrator."""
+    return f"arn:{partition}:iam::{account_id}:user{path}{name}"
 
 
 def assumed_role_arn(
@@ -48,6 +64,12 @@ def assumed_role_arn(
 ) -> str:
     """A role session: ``arn:aws:sts::<account>:assumed-role/<role>/<session>``, no path."""
     return f"arn:{partition}:sts::{account_id}:assumed-role/{role_name}/{session_name}"
+
+
+def assumed_role_name(arn: str) -> str | None:
+    """The role of a role session's ARN (``assumed-role/<role>/<session>``); None otherwise."""
+    parts = arn.split(":", 5)[-1].split("/")
+    return parts[1] if parts[0] == "assumed-role" and len(parts) > 1 else None
 
 
 def _field(arn: str, index: int, default: str) -> str:

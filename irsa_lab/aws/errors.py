@@ -4,7 +4,10 @@ Every way an AWS stand-in can refuse a request is an :class:`AwsError` carrying 
 code, HTTP status, message and fault type that AWS itself sends, plus an
 ``explanation`` for the learner (which check failed, with what values). The HTTP
 layer turns one into XML in one place: :func:`query_error_xml` for the query
-protocol (STS, IAM) and :func:`s3_error_xml` for S3's REST protocol.
+protocol (STS, IAM) and :func:`s3_error_xml` for S3's REST protocol. A bug in a
+stand-in is not left to the web framework's HTML 500: it becomes the service's own
+internal error (:func:`internal_failure` for the query protocol, :func:`s3_internal_error`
+for S3), with the words AWS uses.
 
 Error tree::
 
@@ -23,6 +26,24 @@ from __future__ import annotations
 import re
 from typing import Any
 from xml.sax.saxutils import escape as _xml_escape
+
+__all__ = [
+    "INTERNAL_FAILURE_MESSAGE",
+    "S3_INTERNAL_ERROR_MESSAGE",
+    "AwsError",
+    "escape",
+    "internal_failure",
+    "query_error_xml",
+    "s3_error_xml",
+    "s3_internal_error",
+]
+
+# The common error of every query-protocol API (AWS's "Common Errors" page).
+INTERNAL_FAILURE_MESSAGE = (
+    "The request processing has failed because of an unknown error, exception or failure."
+)
+# S3's wording of the same failure (its error-code table, code InternalError).
+S3_INTERNAL_ERROR_MESSAGE = "We encountered an internal error. Please try again."
 
 # Characters XML 1.0 cannot hold at all, even escaped: a request may echo them back.
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -84,3 +105,28 @@ def s3_error_xml(err: AwsError, request_id: str, resource: str = "") -> bytes:
         f"<Error><Code>{escape(err.code)}</Code><Message>{escape(err.message)}</Message>"
         f"{res}<RequestId>{request_id}</RequestId><HostId>{request_id}</HostId></Error>"
     ).encode()
+
+
+def _bug(code: str, message: str, service: str, exc: BaseException) -> AwsError:
+    return AwsError(
+        code,
+        message,
+        500,
+        sender=False,
+        explanation=f"the {service} stand-in failed: {type(exc).__name__}: {exc}",
+        detail={"exception": type(exc).__name__},
+    )
+
+
+def internal_failure(service: str, exc: BaseException) -> AwsError:
+    """What a query-protocol service (STS, IAM) answers when ``exc`` escapes an operation.
+
+    ``InternalFailure``, HTTP 500, fault ``Receiver``; the learner's explanation names
+    the exception, the message is AWS's own.
+    """
+    return _bug("InternalFailure", INTERNAL_FAILURE_MESSAGE, service, exc)
+
+
+def s3_internal_error(exc: BaseException) -> AwsError:
+    """What S3 answers when ``exc`` escapes an operation: ``InternalError``, HTTP 500."""
+    return _bug("InternalError", S3_INTERNAL_ERROR_MESSAGE, "s3", exc)

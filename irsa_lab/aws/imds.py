@@ -41,6 +41,7 @@ from ..constants import (
 )
 from ..ids import Ids
 from ..trace import Trace
+from .arns import assumed_role_arn
 from .model import Account, Credential
 from .sts import session_token
 
@@ -109,7 +110,7 @@ def node_credentials(
             access_key_id=ids.access_key_id("ASIA"),
             secret_access_key=ids.secret_token(40),
             kind="assumed-role",
-            arn=f"arn:aws:sts::{account.account_id}:assumed-role/{name}/{instance_id}",
+            arn=assumed_role_arn(account.account_id, name, instance_id),
             user_id=f"{role_id}:{instance_id}",
             session_token=session_token(ids),
             expiration=float(int(now) + IMDS_CREDENTIAL_LIFETIME_S),
@@ -203,37 +204,24 @@ def make_app(
             text=token, content_type="text/plain", headers={IMDS_TOKEN_TTL_HEADER: str(ttl)}
         )
 
-    def authorised(request: web.Request, call: str) -> bool:
+    def refusal(request: web.Request) -> str | None:
+        """Why this GET is refused (401), or None when it may go on."""
         token = request.headers.get(IMDS_TOKEN_HEADER)
         if token is None:
             if settings.http_tokens == "required":
-                trace.record(
-                    caller,
-                    "imds",
-                    call,
-                    "Unauthorized",
-                    position=position,
-                    why="IMDSv1 (no session token) is disabled: http_tokens=required",
-                )
-                return False
-            return True
+                return "IMDSv1 (no session token) is disabled: http_tokens=required"
+            return None
         expiry = tokens.get(token)
         if expiry is None or expiry <= clock.now():
-            trace.record(
-                caller,
-                "imds",
-                call,
-                "Unauthorized",
-                position=position,
-                why="the session token is unknown or expired",
-            )
-            return False
-        return True
+            return "the session token is unknown or expired"
+        return None
 
     async def get(request: web.Request) -> web.Response:
         path = request.path
         call = f"GET {path}"
-        if not authorised(request, call):
+        why = refusal(request)
+        if why is not None:
+            trace.record(caller, "imds", call, "Unauthorized", position=position, why=why)
             return unauthorized()
         version = "v2" if IMDS_TOKEN_HEADER in request.headers else "v1"
         if path == CREDENTIALS_PATH:

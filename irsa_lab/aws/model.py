@@ -16,6 +16,9 @@ from typing import Any
 from ..clock import Clock, SystemClock
 from ..constants import ACCOUNT_ID
 from ..ids import Ids
+from .arns import oidc_provider_arn, role_arn
+
+__all__ = ["Account", "Credential", "ManagedPolicy", "OidcProvider", "Role"]
 
 
 @dataclass
@@ -101,7 +104,7 @@ class Account:
 
     # -- lookups ------------------------------------------------------------------
     def role_by_arn(self, arn: str) -> Role | None:
-        prefix = f"arn:aws:iam::{self.account_id}:role/"
+        prefix = role_arn(self.account_id, "")  # arn:aws:iam::<account>:role/
         if not arn.startswith(prefix):
             return None
         name = arn[len(prefix) :].rsplit("/", 1)[-1]
@@ -110,9 +113,7 @@ class Account:
 
     def oidc_provider_for_issuer(self, issuer: str) -> OidcProvider | None:
         """The provider whose URL equals the token's ``iss`` without ``https://``."""
-        host_path = issuer.removeprefix("https://")
-        arn = f"arn:aws:iam::{self.account_id}:oidc-provider/{host_path}"
-        return self.oidc_providers.get(arn)
+        return self.oidc_providers.get(oidc_provider_arn(self.account_id, issuer))
 
     def policies_of_role(self, role_name: str) -> list[tuple[str, str]]:
         """(label, JSON document) for every permission policy of a role."""

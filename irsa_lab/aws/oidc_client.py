@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
@@ -112,6 +111,7 @@ class _Cached:
     keys: dict[str, PublicKey]
 
 
+@dataclass(eq=False)
 class OidcKeyFetcher:
     """Fetches and caches issuers' JWKS over HTTPS, as STS does.
 
@@ -122,24 +122,18 @@ class OidcKeyFetcher:
     how long keys are reused; ``timeout`` bounds each request.
     """
 
-    def __init__(
-        self,
-        resolve: Mapping[str, str],
-        ssl_context: Any,
-        clock: Clock,
-        trace: Trace,
-        *,
-        ttl: float = 3600.0,
-        timeout: float = 2.0,
-    ) -> None:
-        self.resolve = dict(resolve)
-        self._ssl = ssl_context
-        self._clock = clock
-        self._trace = trace
-        self.ttl = ttl
-        self.timeout = timeout
-        self._cache: dict[str, _Cached] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+    resolve: dict[str, str]
+    ssl_context: Any
+    clock: Clock
+    trace: Trace
+    _: KW_ONLY
+    ttl: float = 3600.0
+    timeout: float = 2.0
+    _cache: dict[str, _Cached] = field(default_factory=dict, init=False, repr=False)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.resolve = dict(self.resolve)  # a copy: the caller's mapping may change
 
     # -- public ---------------------------------------------------------------------
     def invalidate(self, issuer: str | None = None) -> None:
@@ -164,12 +158,12 @@ class OidcKeyFetcher:
         lock = self._locks.setdefault(issuer, asyncio.Lock())
         async with lock:
             entry = self._cache.get(issuer)
-            now = self._clock.now()
+            now = self.clock.now()
             fresh = entry is not None and now - entry.fetched_at < self.ttl
             if entry is not None and fresh and (kid is None or kid in entry.keys):
                 return dict(entry.keys)
             keys = await self._download(issuer)
-            self._cache[issuer] = _Cached(self._clock.now(), keys)
+            self._cache[issuer] = _Cached(self.clock.now(), keys)
             return dict(keys)
 
     # -- internals ------------------------------------------------------------------
@@ -206,7 +200,7 @@ class OidcKeyFetcher:
 
     async def _download(self, issuer: str) -> dict[str, PublicKey]:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
-        connector = aiohttp.TCPConnector(ssl=self._ssl, force_close=True)
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context, force_close=True)
         headers = {"User-Agent": STS_USER_AGENT}
         async with aiohttp.ClientSession(
             timeout=timeout, connector=connector, headers=headers
@@ -230,11 +224,11 @@ class OidcKeyFetcher:
                 keys = parse_jwks(jwks)
             except ValueError as exc:
                 raise self._bad(jwks_uri, "jwks", str(exc)) from None
-            self._trace.record("sts", "oidc", "JWKS keys", kids=sorted(keys))
+            self.trace.record("sts", "oidc", "JWKS keys", kids=sorted(keys))
             return keys
 
     def _bad(self, url: str, what: str, why: str) -> AwsError:
-        self._trace.record(
+        self.trace.record(
             "sts", "oidc", f"check {what}", "IDPCommunicationError", url=url, reason=why
         )
         return idp_unreachable(f"{what} at {url}: {why}", url=url)
@@ -245,7 +239,7 @@ class OidcKeyFetcher:
 
         def record(outcome: str, **detail: Any) -> None:
             ms = (time.perf_counter() - started) * 1000
-            self._trace.record("sts", "oidc", call, outcome, duration_ms=ms, url=url, **detail)
+            self.trace.record("sts", "oidc", call, outcome, duration_ms=ms, url=url, **detail)
 
         try:
             async with session.get(local, allow_redirects=False) as resp:

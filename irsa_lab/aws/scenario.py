@@ -29,9 +29,12 @@ from .arns import (
     issuer_host_path,
     oidc_provider_arn,
     role_arn,
+    user_arn,
 )
 from .managed import install_managed_policies
 from .model import Account, Credential, OidcProvider, Role
+
+__all__ = ["SEED_OBJECTS", "DefaultScenario", "admin_credential", "seed_default"]
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ def seed_default(account: Account, *, issuer: str) -> DefaultScenario:
                 access_key_id=ids.access_key_id("AKIA"),
                 secret_access_key=ids.secret_token(40),
                 kind="user",
-                arn=f"arn:aws:iam::{acct}:user/{ADMIN_USER_NAME}",
+                arn=user_arn(acct, ADMIN_USER_NAME),
                 user_id=ids.aws_unique_id("AIDA"),
                 source="admin",
             )

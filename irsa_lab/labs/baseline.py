@@ -17,6 +17,8 @@ from .probes import modify_instance_metadata_options, provider_arn
 if TYPE_CHECKING:
     from ..session import Lab
 
+__all__ = ["LAB_NAMESPACES", "default_provider_args", "restore_default"]
+
 # Namespaces the exercises create pods in; everything in them is removed on reset.
 LAB_NAMESPACES = (C.NAMESPACE, "analytics")
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import constants as C
+from ..aws.arns import irsa_trust_policy
 from ..aws.sts import errors as sts_errors
 from .exercise import Exercise, NotSolved
 from .probes import (
@@ -23,12 +25,22 @@ from .probes import (
     provider_arn,
     service_account_annotations,
     trust_allows,
-    trust_policy,
     whoami,
 )
 
 if TYPE_CHECKING:
     from ..session import Lab
+
+__all__ = [
+    "ANALYTICS",
+    "BATCH_POD",
+    "BY_ID",
+    "EXERCISES",
+    "HAND_SET_ENV",
+    "OUTSIDER_SUBS",
+    "WRONG_AUDIENCE",
+    "pod_manifest",
+]
 
 ANALYTICS = "analytics"
 BATCH_POD = "batch-job"
@@ -70,31 +82,6 @@ def pod_manifest(namespace: str = C.NAMESPACE, name: str = C.POD_NAME) -> dict[s
             "containers": [{"name": name, "image": C.POD_IMAGE, "command": ["sleep", "infinity"]}],
         },
     }
-
-
-def _host_path(lab: Lab) -> str:
-    return str(lab.endpoints["issuer"]).removeprefix("https://")
-
-
-def _sub(namespace: str = C.NAMESPACE, sa: str = C.SERVICE_ACCOUNT) -> str:
-    return f"system:serviceaccount:{namespace}:{sa}"
-
-
-def _set_trust(lab: Lab, conditions: dict[str, dict[str, Any]]) -> None:
-    doc = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": provider_arn(lab)},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": conditions,
-            }
-        ],
-    }
-    iam(lab).update_assume_role_policy(
-        RoleName=C.ROLE_NAME, PolicyDocument=json.dumps(doc, indent=2)
-    )
 
 
 def _annotate(lab: Lab, annotations: dict[str, str | None], namespace: str = C.NAMESPACE) -> None:
@@ -255,25 +242,34 @@ def _verify_wrong_namespace(lab: Lab) -> str:
 # --- 04: sub mismatch -------------------------------------------------------------------------
 
 
-def _setup_sub_mismatch(lab: Lab) -> None:
-    host = _host_path(lab)
-    _set_trust(
-        lab,
-        {
-            "StringEquals": {
-                f"{host}:sub": _sub(sa="s3-read-only-sa"),
-                f"{host}:aud": C.DEFAULT_AUDIENCE,
-            }
-        },
-    )
-    lab.create_pod(pod_manifest())
+def _trusting_only(service_account: str) -> Callable[[Lab], None]:
+    """A set-up: the role trusts ``default/<service_account>`` only, then mypod is created.
+
+    The trust policy is the IRSA template (StringEquals on ``sub`` and ``aud``) with one
+    ServiceAccount name changed, which is how both broken policies came about.
+    """
+
+    def setup(lab: Lab) -> None:
+        issuer = str(lab.endpoints["issuer"])
+        doc = irsa_trust_policy(provider_arn(lab), issuer, service_account=service_account)
+        iam(lab).update_assume_role_policy(
+            RoleName=C.ROLE_NAME, PolicyDocument=json.dumps(doc, indent=2)
+        )
+        lab.create_pod(pod_manifest())
+
+    return setup
 
 
-def _verify_sub_mismatch(lab: Lab) -> str:
+def _verify_trust_fixed(lab: Lab) -> str:
+    """Exercises 04 and 07: mypod runs as the role, and no other ServiceAccount could."""
     _mutated(_facts(lab))
     done = _runs_as_role(lab)
     _narrow_trust(lab)
     return done
+
+
+# A typo in the ServiceAccount's name, retyped by hand.
+_setup_sub_mismatch = _trusting_only("s3-read-only-sa")
 
 
 # --- 05: audience mismatch ------------------------------------------------------------------------
@@ -323,25 +319,8 @@ def _verify_no_provider(lab: Lab) -> str:
 # --- 07: wildcard under StringEquals -----------------------------------------------------------
 
 
-def _setup_wildcard(lab: Lab) -> None:
-    host = _host_path(lab)
-    _set_trust(
-        lab,
-        {
-            "StringEquals": {
-                f"{host}:sub": "system:serviceaccount:default:*",
-                f"{host}:aud": C.DEFAULT_AUDIENCE,
-            }
-        },
-    )
-    lab.create_pod(pod_manifest())
-
-
-def _verify_wildcard(lab: Lab) -> str:
-    _mutated(_facts(lab))
-    done = _runs_as_role(lab)
-    _narrow_trust(lab)
-    return done
+# Meant for every ServiceAccount of default, but StringEquals reads the star literally.
+_setup_wildcard = _trusting_only("*")
 
 
 # --- 08: the container sets AWS_ROLE_ARN itself ---------------------------------------------------
@@ -425,10 +404,6 @@ def _verify_imds(lab: Lab) -> str:
             f"HttpPutResponseHopLimit={opts['HttpPutResponseHopLimit']})",
         )
     return f"{done}; {BATCH_POD} (no role) {other.summary}"
-
-
-def _trust_text(lab: Lab) -> str:
-    return json.dumps(trust_policy(lab), indent=2)
 
 
 EXERCISES: tuple[Exercise, ...] = (
@@ -519,7 +494,7 @@ EXERCISES: tuple[Exercise, ...] = (
         scene="mypod runs in default, mutated by the webhook, with ServiceAccount s3-readonly-sa.",
         goal="make mypod run as AmazonEKSPodS3ReadOnlyAccessRole, trusting only its ServiceAccount.",
         setup=_setup_sub_mismatch,
-        verify=_verify_sub_mismatch,
+        verify=_verify_trust_fixed,
         hints=(
             "Put the token's sub claim next to the trust policy's sub condition, character by "
             "character (lab.aws_client('iam').get_role(...)).",
@@ -588,7 +563,7 @@ EXERCISES: tuple[Exercise, ...] = (
             "namespaces in."
         ),
         setup=_setup_wildcard,
-        verify=_verify_wildcard,
+        verify=_verify_trust_fixed,
         hints=(
             "Which condition operator treats * as a wildcard?",
             "StringEquals compares literally: '*' only matches a sub that is the character *. "

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..session import Lab
 
+__all__ = ["HINT_LEVELS", "CheckResult", "Exercise", "Hints", "NotSolved"]
+
 HINT_LEVELS = ("a nudge", "the concept", "the solution")
 
 

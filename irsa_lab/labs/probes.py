@@ -15,11 +15,26 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import constants as C
+from ..aws.arns import assumed_role_name, oidc_provider_arn
 from ..aws.policy import evaluate, oidc_trust_context
 from ..aws.sts.errors import StsError, failure_from_wire
 
 if TYPE_CHECKING:
     from ..session import Lab
+
+__all__ = [
+    "Identity",
+    "PodFacts",
+    "PodMissing",
+    "iam",
+    "modify_instance_metadata_options",
+    "pod_facts",
+    "provider_arn",
+    "service_account_annotations",
+    "trust_allows",
+    "trust_policy",
+    "whoami",
+]
 
 _AWS_ERROR = re.compile(
     r"An error occurred \((?P<code>[\w.]+)\) when calling the (?P<op>\w+) operation: (?P<msg>.*)"
@@ -76,8 +91,8 @@ def whoami(lab: Lab, pod: str = C.POD_NAME, namespace: str = C.NAMESPACE) -> Ide
     if done.returncode == 0:
         data = json.loads(done.stdout)
         arn = str(data.get("Arn", ""))
-        parts = arn.split(":", 5)[-1].split("/")
-        role = parts[1] if parts[0] == "assumed-role" and len(parts) > 1 else arn
+        session_role = assumed_role_name(arn)
+        role = arn if session_role is None else session_role
         return Identity(role=role, account=str(data.get("Account")))
     err_text = done.stderr.strip()
     found = _AWS_ERROR.search(err_text)
@@ -143,8 +158,7 @@ def iam(lab: Lab) -> Any:
 
 def provider_arn(lab: Lab) -> str:
     """The ARN of the cluster's IAM OIDC provider (whether or not it exists now)."""
-    host_path = str(lab.endpoints["issuer"]).removeprefix("https://")
-    return f"arn:aws:iam::{lab.endpoints['account_id']}:oidc-provider/{host_path}"
+    return oidc_provider_arn(str(lab.endpoints["account_id"]), str(lab.endpoints["issuer"]))
 
 
 def trust_policy(lab: Lab, role: str = C.ROLE_NAME) -> dict[str, Any]:

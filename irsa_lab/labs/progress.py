@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+__all__ = ["FORMAT_VERSION", "PROGRESS_FILE", "Entry", "Progress", "progress_path"]
+
 PROGRESS_FILE = "progress.json"
 FORMAT_VERSION = 1
 

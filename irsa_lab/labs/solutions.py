@@ -12,6 +12,8 @@ from pathlib import Path
 
 from .exercise import Exercise
 
+__all__ = ["SolutionMissing", "labs_dir", "run_solution", "solution_path", "solution_source"]
+
 
 class SolutionMissing(FileNotFoundError):
     """Raised when an exercise's solution file cannot be found."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..aws.arns import issuer_host_path, oidc_provider_host_path
 from ..aws.sts.errors import failure_from_wire
 from ..constants import ROLE_NAME
 from ..kube.container import minimal_env
@@ -313,14 +314,14 @@ class RealSts:
 
     def _remove_provider(self) -> dict[str, Any] | None:
         iam = self._iam
-        host_path = str(self.lab.endpoints["issuer"]).removeprefix("https://")
+        host_path = issuer_host_path(str(self.lab.endpoints["issuer"]))
         for entry in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
             arn = str(entry["Arn"])
-            if arn.endswith(":oidc-provider/" + host_path):
+            if oidc_provider_host_path(arn) == host_path:
                 got = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)
                 iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=arn)
                 return {
-                    "Url": "https://" + str(got["Url"]).removeprefix("https://"),
+                    "Url": "https://" + issuer_host_path(str(got["Url"])),
                     "ClientIDList": list(got.get("ClientIDList", [])),
                     "ThumbprintList": list(got.get("ThumbprintList", [])),
                 }

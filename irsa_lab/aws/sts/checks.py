@@ -39,7 +39,9 @@ from typing import Any, NoReturn, Protocol
 from ... import jose
 from ...clock import rfc3339
 from ...constants import ACCOUNT_ID, DEFAULT_SESSION_DURATION_S
+from ..arns import issuer_host_path, oidc_provider_arn
 from ..errors import AwsError
+from ..model import OidcProvider, Role
 from ..oidc_client import PublicKey, idp_unreachable, parse_jwks
 from ..policy import Decision, Policy, evaluate, oidc_trust_context, parse_policy
 from .errors import (
@@ -69,11 +71,13 @@ __all__ = [
     "STEPS",
     "TOKEN_STEPS",
     "Iam",
-    "keys_from_jwks",
     "IamView",
     "KeysForIssuer",
     "Pipeline",
+    "ProviderLike",
+    "RoleLike",
     "State",
+    "keys_from_jwks",
 ]
 
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "iat", "exp")
@@ -81,24 +85,30 @@ SESSION_POLICY_LIMIT = 2048  # plaintext chars of inline plus managed session po
 
 
 # --- what the pipeline reads: IAM's view ----------------------------------------------------
-class ProviderLike(Protocol):
-    @property
-    def url(self) -> str: ...
-    @property
-    def arn(self) -> str: ...
-    @property
-    def client_ids(self) -> Sequence[str]: ...
+@dataclass(frozen=True)
+class _Provider:
+    """An IAM OIDC provider as :class:`IamView` holds it: what the checks read of one."""
+
+    url: str
+    arn: str
+    client_ids: tuple[str, ...]
 
 
-class RoleLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def arn(self) -> str: ...
-    @property
-    def trust_policy(self) -> str: ...
-    @property
-    def max_session_duration(self) -> int: ...
+@dataclass(frozen=True)
+class _Role:
+    """A role as :class:`IamView` holds it: what the checks read of one."""
+
+    name: str
+    arn: str
+    trust_policy: str
+    max_session_duration: int = 3600
+
+
+# The account's own records (:mod:`..model`) or the view's: the checks read
+# ``url arn client_ids`` of a provider and ``name arn trust_policy max_session_duration``
+# of a role, which both spell alike.
+ProviderLike = OidcProvider | _Provider
+RoleLike = Role | _Role
 
 
 class Iam(Protocol):
@@ -107,21 +117,6 @@ class Iam(Protocol):
     def oidc_provider_for_issuer(self, issuer: str) -> ProviderLike | None: ...
     def role_by_arn(self, arn: str) -> RoleLike | None: ...
     def provider_urls(self) -> list[str]: ...
-
-
-@dataclass(frozen=True)
-class _Provider:
-    url: str
-    arn: str
-    client_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Role:
-    name: str
-    arn: str
-    trust_policy: str
-    max_session_duration: int = 3600
 
 
 @dataclass(frozen=True)
@@ -139,10 +134,10 @@ class IamView:
     partition: str = "aws"
 
     def oidc_provider_for_issuer(self, issuer: str) -> ProviderLike | None:
-        url = issuer.removeprefix("https://")
+        url = issuer_host_path(issuer)
         if url not in self.providers:
             return None
-        arn = f"arn:{self.partition}:iam::{self.account_id}:oidc-provider/{url}"
+        arn = oidc_provider_arn(self.account_id, url, partition=self.partition)
         return _Provider(url, arn, tuple(self.providers[url]))
 
     def provider_urls(self) -> list[str]:
@@ -255,19 +250,17 @@ class Pipeline:
         ``claims`` starts from already known claims (the playground's edited fields)
         when the token steps are not run.
         """
-        state = self._start(token, claims)
-        for name in self.steps:
-            if name == "JWKS":
-                if keys_for_issuer is None:
-                    raise ValueError("the JWKS step needs keys_for_issuer")
-                try:
-                    keys = keys_for_issuer(str(state.claims["iss"]), state.kid)
-                except AwsError as err:
-                    self._fail(name, state, adopt(err))
-                self._step(name, state, _publishes, keys)
-            else:
-                self._step(name, state, _CHECKS[name])
-        return state
+        state, rest = self._until_jwks(token, claims)
+        if not rest:
+            return state
+        if keys_for_issuer is None:
+            raise ValueError("the JWKS step needs keys_for_issuer")
+        keys: Mapping[str, PublicKey] | AwsError
+        try:
+            keys = keys_for_issuer(str(state.claims["iss"]), state.kid)
+        except AwsError as err:
+            keys = err
+        return self._from_jwks(state, rest, keys)
 
     async def arun(
         self,
@@ -277,23 +270,41 @@ class Pipeline:
         claims: Mapping[str, Any] | None = None,
     ) -> State:
         """:meth:`run` for a server: ``keys_for_issuer`` may be a coroutine function."""
-        state = self._start(token, claims)
-        for name in self.steps:
-            if name == "JWKS":
-                try:
-                    got = keys_for_issuer(str(state.claims["iss"]), state.kid)
-                    keys = await got if inspect.isawaitable(got) else got
-                except AwsError as err:
-                    self._fail(name, state, adopt(err))
-                self._step(name, state, _publishes, keys)
-            else:
-                self._step(name, state, _CHECKS[name])
-        return state
+        state, rest = self._until_jwks(token, claims)
+        if not rest:
+            return state
+        keys: Mapping[str, PublicKey] | AwsError
+        try:
+            got = keys_for_issuer(str(state.claims["iss"]), state.kid)
+            keys = await got if inspect.isawaitable(got) else got
+        except AwsError as err:
+            keys = err
+        return self._from_jwks(state, rest, keys)
 
-    def _start(self, token: str | None, claims: Mapping[str, Any] | None) -> State:
+    # The key fetch is the one step that may wait for the network; run and arun differ
+    # only in how they wait, so the steps on either side of it are run here, once.
+    def _until_jwks(
+        self, token: str | None, claims: Mapping[str, Any] | None
+    ) -> tuple[State, list[str]]:
+        """Run the steps before ``JWKS``; returns the state and the steps from ``JWKS`` on."""
         state = State(token)
         if claims is not None:
             state.claims = dict(claims)
+        steps = list(self.steps)
+        at = steps.index("JWKS") if "JWKS" in steps else len(steps)
+        for name in steps[:at]:
+            self._step(name, state, _CHECKS[name])
+        return state, steps[at:]
+
+    def _from_jwks(
+        self, state: State, steps: list[str], keys: Mapping[str, PublicKey] | AwsError
+    ) -> State:
+        """The ``JWKS`` step with the fetched ``keys`` (or the fetch's error), then the rest."""
+        if isinstance(keys, AwsError):
+            self._fail("JWKS", state, adopt(keys))
+        self._step("JWKS", state, _publishes, keys)
+        for name in steps[1:]:
+            self._step(name, state, _CHECKS[name])
         return state
 
     def _step(self, name: str, state: State, check: Callable[..., str], *args: Any) -> None:
@@ -384,7 +395,7 @@ def _provider(p: Pipeline, s: State) -> str:
     if provider is None:
         raise NoOpenIDConnectProvider(
             f"No OpenIDConnect provider found in your account for {iss}",
-            f"IAM has no OIDC provider with URL {iss.removeprefix('https://')!r} "
+            f"IAM has no OIDC provider with URL {issuer_host_path(iss)!r} "
             "(the issuer without https://, compared exactly: case, trailing slash and "
             f"cluster id matter); the providers are {p.iam.provider_urls()}",
             iss=iss,

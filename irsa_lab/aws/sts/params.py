@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 
 from ...constants import MAX_ROLE_SESSION_DURATION_S, MIN_SESSION_DURATION_S
+from ..policy.grammar import DOCUMENT_CHARS, DOCUMENT_CHARS_PATTERN
 from .errors import InvalidParameterValue, InvalidRoleArn, StsError
 
 __all__ = ["MAX_POLICY_ARNS", "MAX_TOKEN_LENGTH", "policy_arns", "validate_parameters"]
@@ -20,7 +21,6 @@ MAX_POLICY_ARNS = 10
 _ARN_CHARS = re.compile("[\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]+")
 _ARN_PATTERN = r"[\u0009\u000A\u000D\u0020-\u007E\u0085\u00A0-\uD7FF\uE000-\uFFFD\u10000-\u10FFFF]+"
 _SESSION_NAME = re.compile(r"[\w+=,.@-]*", re.ASCII)
-_POLICY_CHARS = re.compile("[\t\n\r\x20-\xff]+")
 _ROLE_ARN = re.compile(
     r"arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role/(?:[\x21-\x7e]*/)?([\w+=,.@-]{1,64})", re.ASCII
 )
@@ -70,7 +70,21 @@ def _string_problems(
     return out
 
 
+def _arn_problems(member: str, value: str | None, *, required: bool) -> list[str]:
+    """``_string_problems`` for a member of the model's ``arnType`` (RoleArn, PolicyArns)."""
+    return _string_problems(
+        member,
+        value,
+        required=required,
+        min_len=20,
+        max_len=2048,
+        pattern=_ARN_CHARS,
+        pattern_text=_ARN_PATTERN,
+    )
+
+
 def policy_arns(params: Mapping[str, str]) -> list[str]:
+    """The request's ``PolicyArns.member.<n>.arn`` values, in the order of ``n``."""
     found: dict[int, str] = {}
     for name, value in params.items():
         m = re.fullmatch(r"PolicyArns\.member\.(\d{1,4})\.arn", name)
@@ -89,15 +103,7 @@ def validate_parameters(params: Mapping[str, str]) -> tuple[str, str, str, int |
     arn = params.get("RoleArn")
     session = params.get("RoleSessionName")
     token = params.get("WebIdentityToken")
-    problems = _string_problems(
-        "roleArn",
-        arn,
-        required=True,
-        min_len=20,
-        max_len=2048,
-        pattern=_ARN_CHARS,
-        pattern_text=_ARN_PATTERN,
-    )
+    problems = _arn_problems("roleArn", arn, required=True)
     problems += _string_problems(
         "roleSessionName",
         session,
@@ -120,23 +126,15 @@ def validate_parameters(params: Mapping[str, str]) -> tuple[str, str, str, int |
     )
     arns = policy_arns(params)
     for i, parn in enumerate(arns, 1):
-        problems += _string_problems(
-            f"policyArns.{i}.member.arn",
-            parn,
-            required=False,
-            min_len=20,
-            max_len=2048,
-            pattern=_ARN_CHARS,
-            pattern_text=_ARN_PATTERN,
-        )
+        problems += _arn_problems(f"policyArns.{i}.member.arn", parn, required=False)
     problems += _string_problems(
         "policy",
         params.get("Policy"),
         required=False,
         min_len=1,
         max_len=2048,
-        pattern=_POLICY_CHARS,
-        pattern_text=r"[\u0009\u000A\u000D\u0020-\u00FF]+",
+        pattern=DOCUMENT_CHARS,
+        pattern_text=DOCUMENT_CHARS_PATTERN,
     )
     duration: int | None = None
     raw = params.get("DurationSeconds")

@@ -11,16 +11,15 @@ draws (``parse token``, ``find OIDC provider``, ``verify signature``, ...).
 
 Token times are checked against the lab ``clock`` (a notebook may freeze it); the
 credentials' ``Expiration`` uses ``wall_clock``, because botocore refuses credentials
-that are already expired by the real time. :func:`make_app` wraps the core in the
-query protocol; every refusal becomes the ``ErrorResponse`` in one place
-(:func:`irsa_lab.aws.query.error_response`).
+that are already expired by the real time. :func:`make_app` serves the core with the
+query-protocol service STS shares with IAM (:class:`~irsa_lab.aws.query_service.QueryService`):
+every refusal becomes the ``ErrorResponse`` there, and a bug ``InternalFailure``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,11 +31,13 @@ from ...clock import Clock, SystemClock, rfc3339
 from ...constants import DEFAULT_SESSION_DURATION_S, REGION, STS_API_VERSION, STS_NS
 from ...ids import Ids
 from ...trace import Trace
+from ..arns import arn_account, arn_partition, assumed_role_arn
+from ..endpoint import authenticate_request
 from ..errors import AwsError
 from ..model import Account, Credential, Role
 from ..oidc_client import OidcKeyFetcher
-from ..query import element, error_response, parse_query, xml_response
-from ..sigv4 import SigV4Failure, authenticate, to_aws_error
+from ..query import element
+from ..query_service import QueryCall, QueryService
 from .checks import KeysForIssuer, Pipeline, ProviderLike, RoleLike, State
 from .errors import StsError
 from .params import policy_arns, validate_parameters
@@ -51,8 +52,6 @@ __all__ = [
     "pipeline_for",
     "session_token",
 ]
-
-log = logging.getLogger(__name__)
 
 SESSION_TOKEN_PREFIX = "IQoJb3JpZ2luX2Vj"  # noqa: S105 - how current real session tokens begin
 SESSION_TOKEN_LENGTH = 812
@@ -153,11 +152,6 @@ def session_token(ids: Ids, length: int = SESSION_TOKEN_LENGTH) -> str:
     body_len = max(length - len(SESSION_TOKEN_PREFIX), 16)
     raw = hashlib.shake_256(seed).digest(body_len * 3 // 4 + 3)
     return SESSION_TOKEN_PREFIX + base64.b64encode(raw).decode()[:body_len]
-
-
-def _session_arn(role: Role, account_id: str, session: str) -> str:
-    partition = role.arn.split(":", 2)[1]
-    return f"arn:{partition}:sts::{account_id}:assumed-role/{role.name}/{session}"
 
 
 def _forget_stale(account: Account, now: float) -> None:
@@ -274,15 +268,17 @@ async def assume_role_with_web_identity(
         role_arn=params.get("RoleArn"),
         session=params.get("RoleSessionName"),
     )
+    observe = _TraceSteps(trace, str(params.get("RoleArn")))
     try:
-        result = await _assume(
-            account,
-            params,
-            clock=clock,
-            wall_clock=wall_clock,
-            keys_for_issuer=keys_for_issuer,
-            trace=trace,
-        )
+        try:
+            pipeline, session, token = pipeline_for(
+                account, params, now=clock.now(), observe=observe
+            )
+        except StsError as err:
+            observe("parameters", State(None), err)
+            raise
+        state = await pipeline.arun(token, keys_for_issuer)
+        result = _issue(account, session, state, pipeline, params, wall_clock)
     except AwsError as err:
         trace.record(
             "sts",
@@ -326,25 +322,6 @@ def pipeline_for(
     return pipeline, session, token
 
 
-async def _assume(
-    account: Account,
-    params: Mapping[str, str],
-    *,
-    clock: Clock,
-    wall_clock: Clock,
-    keys_for_issuer: KeysForIssuer,
-    trace: Trace,
-) -> AssumeRoleResult:
-    observe = _TraceSteps(trace, str(params.get("RoleArn")))
-    try:
-        pipeline, session, token = pipeline_for(account, params, now=clock.now(), observe=observe)
-    except StsError as err:
-        observe("parameters", State(None), err)
-        raise
-    state = await pipeline.arun(token, keys_for_issuer)
-    return _issue(account, session, state, pipeline, params, wall_clock)
-
-
 def _issue(
     account: Account,
     session: str,
@@ -365,7 +342,9 @@ def _issue(
         access_key_id=ids.access_key_id("ASIA"),
         secret_access_key=ids.secret_token(40),
         kind="assumed-role",
-        arn=_session_arn(role, account.account_id, session),
+        arn=assumed_role_arn(
+            account.account_id, role.name, session, partition=arn_partition(role.arn)
+        ),
         user_id=assumed_role_id,
         session_token=session_token(ids, max(SESSION_TOKEN_LENGTH, min_size)),
         expiration=expires,
@@ -387,8 +366,7 @@ def _issue(
 
 def get_caller_identity(account: Account, cred: Credential) -> CallerIdentity:
     """Who signed the request: ``Arn``, ``UserId`` and ``Account`` as STS prints them."""
-    parts = cred.arn.split(":")
-    acct = parts[4] if len(parts) > 4 and parts[4] else account.account_id
+    acct = arn_account(cred.arn, account.account_id)
     return {"UserId": cred.user_id, "Account": acct, "Arn": cred.arn}
 
 
@@ -402,7 +380,7 @@ def make_app(
     trace: Trace,
     region: str = REGION,
 ) -> web.Application:
-    """The STS endpoint: the query protocol on any path, ``POST`` form or ``GET`` query.
+    """The STS endpoint: the query protocol (:class:`QueryService`) on any path.
 
     ``fetcher`` is an :class:`OidcKeyFetcher` (or any ``(issuer, kid) -> keys``).
     ``region`` is only reported in the trace; requests signed for any region verify.
@@ -412,80 +390,36 @@ def make_app(
         fetcher.keys if isinstance(fetcher, OidcKeyFetcher) else fetcher
     )
 
-    async def assume(request: web.Request, params: Mapping[str, str], rid: str) -> web.Response:
+    async def assume(call: QueryCall) -> str:
         result = await assume_role_with_web_identity(
             account,
-            params,
+            call.params,
             clock=clock,
             wall_clock=wall,
             keys_for_issuer=keys_for_issuer,
             trace=trace,
         )
-        return xml_response("AssumeRoleWithWebIdentity", result.to_xml(), STS_NS, rid)
+        return result.to_xml()
 
-    async def caller(request: web.Request, params: Mapping[str, str], rid: str) -> web.Response:
-        body = await request.read()
+    async def caller(call: QueryCall) -> str:
         try:
-            cred = authenticate(
-                account,
-                method=request.method,
-                path=request.rel_url.raw_path,
-                query=request.rel_url.raw_query_string,
-                headers=request.headers,
-                body=body,
-                now=wall.now(),
-                service="sts",
-            )
-        except SigV4Failure as failure:
-            err = to_aws_error(failure, "sts")
-            trace.record("sdk", "sts", "GetCallerIdentity", err.code, why=failure.message)
-            raise err from None
-        ident = get_caller_identity(account, cred)
+            call.caller = authenticate_request(account, call.request, call.body, wall.now(), "sts")
+        except AwsError as err:
+            trace.record("sdk", "sts", "GetCallerIdentity", err.code, why=err.explanation)
+            raise
+        ident = get_caller_identity(account, call.caller)
         trace.record("sdk", "sts", "GetCallerIdentity", arn=ident["Arn"], region=region)
-        xml = (
+        return (
             element("Arn", ident["Arn"])
             + element("UserId", ident["UserId"])
             + element("Account", ident["Account"])
         )
-        return xml_response("GetCallerIdentity", xml, STS_NS, rid)
 
-    actions = {"AssumeRoleWithWebIdentity": assume, "GetCallerIdentity": caller}
-
-    async def handle(request: web.Request) -> web.Response:
-        rid = account.ids.uuid4()
-        try:
-            try:
-                body = await request.read()
-            except web.HTTPException as exc:
-                raise AwsError(
-                    "RequestEntityTooLarge", f"The request body is too large: {exc.reason}", 413
-                ) from None
-            params = parse_query(body, request.rel_url.raw_query_string)
-            action = params.get("Action")
-            version = params.get("Version", STS_API_VERSION)
-            if not action:
-                raise AwsError("MissingAction", "Missing Action", 400)
-            handler = actions.get(action)
-            if handler is None or version != STS_API_VERSION:
-                raise AwsError(
-                    "InvalidAction",
-                    f"Could not find operation {action} for version {version}",
-                    400,
-                    explanation=f"this STS stand-in implements {sorted(actions)} "
-                    f"for version {STS_API_VERSION}",
-                )
-            return await handler(request, params, rid)
-        except AwsError as err:
-            return error_response(err, STS_NS, rid)
-        except Exception:  # a bug must still answer in AWS's shape, not as an HTML 500
-            log.exception("STS stand-in failed on a request")
-            return error_response(
-                AwsError("InternalFailure", "An internal error occurred.", 500, sender=False),
-                STS_NS,
-                rid,
-            )
-
-    app = web.Application(client_max_size=1 << 20)
-    app.router.add_route("POST", "/{tail:.*}", handle)
-    app.router.add_route("GET", "/{tail:.*}", handle)
-    return app
+    return QueryService(
+        "sts",
+        STS_NS,
+        STS_API_VERSION,
+        {"AssumeRoleWithWebIdentity": assume, "GetCallerIdentity": caller},
+        account.ids,
+        trace,
+    ).app()

@@ -1,0 +1,204 @@
+"""IAM's input constraints, each refused in IAM's own words.
+
+One checker per kind of field an IAM call takes (role name, path, policy document,
+ARN, tag...). A value that breaks a constraint raises ``ValidationError`` worded the
+way IAM's service model words it ("1 validation error detected: Value 'x' at
+'roleName' failed to satisfy constraint: ..."), or IAM's own ``InvalidInput`` and
+``LimitExceeded`` where IAM checks beyond the model. Checkers return the value, so a
+call can check and use it in one place.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from ...constants import IAM_MAX_TRUST_POLICY_SIZE, MAX_ROLE_SESSION_DURATION_S
+from ..errors import AwsError
+from ..policy import parse_policy
+
+__all__ = [
+    "MAX_TAGS",
+    "check_str",
+    "client_id",
+    "description",
+    "document",
+    "invalid",
+    "path",
+    "policy_arn",
+    "policy_chars",
+    "policy_name",
+    "role_name",
+    "session_duration",
+    "tags",
+    "thumbprint",
+    "trust_policy",
+    "version_id",
+]
+
+MAX_TAGS = 50  # tags per role or provider
+
+
+def invalid(field: str, value: object, constraint: str) -> AwsError:
+    """The ``ValidationError`` for ``field`` holding ``value`` (``None``: missing)."""
+    shown = "null" if value is None else f"'{value}'"
+    return AwsError(
+        "ValidationError",
+        f"1 validation error detected: Value {shown} at '{field}' failed to satisfy "
+        f"constraint: {constraint}",
+        400,
+    )
+
+
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def check_str(
+    field: str,
+    value: str,
+    *,
+    min_len: int = 0,
+    max_len: int | None = None,
+    pattern: re.Pattern[str] | None = None,
+) -> str:
+    """A string field: its length, no control characters, and ``pattern`` if given."""
+    if len(value) < min_len:
+        raise invalid(field, value, f"Member must have length greater than or equal to {min_len}")
+    if max_len is not None and len(value) > max_len:
+        raise invalid(field, value, f"Member must have length less than or equal to {max_len}")
+    if _XML_INVALID.search(value):
+        raise invalid(field, value, "Member must not contain control characters")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise invalid(
+            field, value, f"Member must satisfy regular expression pattern: {pattern.pattern}"
+        )
+    return value
+
+
+_NAME_RE = re.compile(r"[\w+=,.@-]+")
+
+
+def role_name(value: str, field: str = "roleName") -> str:
+    """A role name: 1 to 64 of ``[\\w+=,.@-]``."""
+    return check_str(field, value, min_len=1, max_len=64, pattern=_NAME_RE)
+
+
+def policy_name(value: str) -> str:
+    """An inline policy's name: 1 to 128 of ``[\\w+=,.@-]``."""
+    return check_str("policyName", value, min_len=1, max_len=128, pattern=_NAME_RE)
+
+
+_PATH_RE = re.compile(r"/|/[\u0021-\u007e]+/")
+
+
+def path(value: str) -> str:
+    """A role path: ``/`` or ``/text/``."""
+    return check_str("path", value, min_len=1, max_len=512, pattern=_PATH_RE)
+
+
+_DESCRIPTION_RE = re.compile(r"[\u0009\u000a\u000d\u0020-\u007e\u00a1-\u00ff]*")
+
+
+def description(value: str) -> str:
+    """A role description: up to 1000 printable characters."""
+    return check_str("description", value, max_len=1000, pattern=_DESCRIPTION_RE)
+
+
+_VERSION_RE = re.compile(r"v[1-9][0-9]*(\.[A-Za-z0-9-]*)?")
+
+
+def version_id(value: str) -> str:
+    """A policy version id: ``v1``, ``v2`` ..."""
+    return check_str("versionId", value, pattern=_VERSION_RE)
+
+
+def client_id(value: str) -> str:
+    """An OIDC provider's client id (an audience): 1 to 255 characters."""
+    return check_str("clientID", value, min_len=1, max_len=255)
+
+
+_THUMBPRINT_RE = re.compile(r"[0-9A-Fa-f]{40}")
+
+
+def thumbprint(value: str) -> str:
+    """A certificate thumbprint: 40 hex digits."""
+    if not _THUMBPRINT_RE.fullmatch(value):
+        raise invalid(
+            "thumbprintList",
+            value,
+            "Member must have length 40 and contain only hexadecimal digits",
+        )
+    return value
+
+
+def policy_arn(value: str, field: str = "policyArn") -> str:
+    """An ARN field: its length, then IAM's own ``InvalidInput`` if it is no ARN."""
+    check_str(field, value, min_len=20, max_len=2048)
+    if not value.startswith("arn:") or value.count(":") < 5:
+        raise AwsError("InvalidInput", f"ARN {value} is not valid.", 400)
+    return value
+
+
+_DOC_RE = re.compile(r"[\u0009\u000a\u000d\u0020-\u00ff]+")
+
+
+def document(field: str, value: str) -> str:
+    """A policy document's text, before its grammar is read."""
+    return check_str(field, value, min_len=1, max_len=131072, pattern=_DOC_RE)
+
+
+def policy_chars(text: str) -> int:
+    """A policy's size as IAM counts it against quotas: without white space."""
+    return sum(1 for ch in text if not ch.isspace())
+
+
+def trust_policy(text: str) -> str:
+    """A trust policy IAM stores: within the role's quota and grammatical as a trust policy."""
+    if policy_chars(text) > IAM_MAX_TRUST_POLICY_SIZE:
+        raise AwsError(
+            "LimitExceeded",
+            f"Cannot exceed quota for ACLSizePerRole: {IAM_MAX_TRUST_POLICY_SIZE}",
+            409,
+        )
+    parse_policy(text, kind="trust")
+    return text
+
+
+def session_duration(value: int) -> int:
+    """A role's maximum session duration: one hour to the IAM maximum."""
+    if value < 3600:
+        raise invalid(
+            "maxSessionDuration", value, "Member must have value greater than or equal to 3600"
+        )
+    if value > MAX_ROLE_SESSION_DURATION_S:
+        raise invalid(
+            "maxSessionDuration",
+            value,
+            f"Member must have value less than or equal to {MAX_ROLE_SESSION_DURATION_S}",
+        )
+    return value
+
+
+def _tag_text(field: str, value: str, min_len: int, max_len: int) -> None:
+    # IAM's pattern is [\p{L}\p{Z}\p{N}_.:/=+\-@]: letters, separators, numbers, a few signs.
+    check_str(field, value, min_len=min_len, max_len=max_len)
+    for ch in value:
+        if not (ch.isalnum() or unicodedata.category(ch).startswith("Z") or ch in "_.:/=+-@"):
+            raise invalid(
+                field,
+                value,
+                "Member must satisfy regular expression pattern: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*",
+            )
+
+
+def tags(found: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A tag list: at most :data:`MAX_TAGS`, each with a key; a missing value becomes ``""``."""
+    if len(found) > MAX_TAGS:
+        raise invalid("tags", "...", f"Member must have length less than or equal to {MAX_TAGS}")
+    for t in found:
+        if "Key" not in t:
+            raise invalid("tags.member.key", None, "Member must not be null")
+        t.setdefault("Value", "")
+        _tag_text("tags.member.key", t["Key"], 1, 128)
+        _tag_text("tags.member.value", t["Value"], 0, 256)
+    return found
