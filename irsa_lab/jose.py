@@ -2,10 +2,11 @@
 
 One place for what a JWT looks like on the wire: :func:`parse_compact` splits a token
 into its header, claims and signature; :func:`verify` checks the signature with a
-public key; :func:`sign_compact` builds one. The cryptography is PyJWT's (its
-``jwt.algorithms`` objects); what is added here is the strictness STS shows
-(base64url without padding or stray characters, JSON objects only) and the list of
-algorithms it accepts for web identity tokens.
+public key; :func:`sign_compact` builds one, its segments written by
+:func:`compact_json` or, for tokens byte-identical to a Go server's, :func:`go_json`.
+The cryptography is PyJWT's (its ``jwt.algorithms`` objects); what is added here is
+the strictness STS shows (base64url without padding or stray characters, JSON objects
+only) and the list of algorithms it accepts for web identity tokens.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,9 @@ __all__ = [
     "JoseError",
     "b64url_decode",
     "b64url_encode",
+    "compact_json",
     "decode_unverified",
+    "go_json",
     "key_fits",
     "parse_compact",
     "sign_compact",
@@ -136,8 +139,28 @@ def verify(jws: CompactJws, alg: str, key: Any) -> bool:
         return False
 
 
-def _segment(obj: Mapping[str, Any]) -> str:
-    return b64url_encode(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
+def compact_json(obj: Mapping[str, Any]) -> bytes:
+    """JSON without spaces, non-ASCII kept as UTF-8, keys in the order given."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# Go's encoding/json escapes these even inside strings (they can only occur in strings).
+_GO_ESCAPES = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
+
+
+def go_json(obj: Mapping[str, Any], *, sort_keys: bool = False) -> bytes:
+    """Compact JSON as Go's ``encoding/json`` writes it: no spaces, raw UTF-8, HTML-safe
+    escapes; ``sort_keys`` for a Go map (sorted at every level), else a struct's order."""
+    text = json.dumps(obj, separators=(",", ":"), sort_keys=sort_keys, ensure_ascii=False)
+    for ch, esc in _GO_ESCAPES:
+        text = text.replace(ch, esc)
+    return text.encode("utf-8")
 
 
 def signature(signing_input: bytes, key: Any, alg: str) -> bytes:
@@ -146,8 +169,19 @@ def signature(signing_input: bytes, key: Any, alg: str) -> bytes:
     return b"" if alg == "none" else bytes(_PYJWT[alg].sign(signing_input, key))
 
 
-def sign_compact(header: Mapping[str, Any], claims: Mapping[str, Any], key: Any) -> str:
-    """A compact JWS of ``claims`` signed with ``key`` under ``header["alg"]``."""
-    head, body = _segment(header), _segment(claims)
+Encoder = Callable[[Mapping[str, Any]], bytes]
+
+
+def sign_compact(
+    header: Mapping[str, Any],
+    claims: Mapping[str, Any],
+    key: Any,
+    *,
+    encode_header: Encoder = compact_json,
+    encode_claims: Encoder = compact_json,
+) -> str:
+    """A compact JWS of ``claims`` signed with ``key`` under ``header["alg"]``; the two
+    encoders write the header and the claims (:func:`compact_json` unless told)."""
+    head, body = b64url_encode(encode_header(header)), b64url_encode(encode_claims(claims))
     sig = signature(f"{head}.{body}".encode("ascii"), key, str(header.get("alg")))
     return f"{head}.{body}.{b64url_encode(sig)}"

@@ -18,9 +18,9 @@ from kube_fixtures import KubeLab, TestWebhook, pod_body, running_kube_lab, serv
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from irsa_lab.jose import decode_unverified
 from irsa_lab.kube.status import ApiError
 from irsa_lab.kube.store import labels_match, parse_label_selector
-from irsa_lab.kube.tokens import decode_unverified
 
 
 @pytest.fixture
@@ -442,10 +442,24 @@ def test_discovery_documents_are_anonymous_with_their_content_types(kube_lab: Ku
     assert body.startswith(b'{"issuer":')
 
 
-def test_resource_paths_need_the_bearer_token(kube_lab: KubeLab) -> None:
-    for token in (None, "wrong"):
-        code, _, body = _raw(kube_lab, "GET", "/api/v1/namespaces", token=token)
-        assert code == 401 and json.loads(body)["reason"] == "Unauthorized"
+def test_a_wrong_token_is_401_and_no_token_is_the_anonymous_user(kube_lab: KubeLab) -> None:
+    code, _, body = _raw(kube_lab, "GET", "/api/v1/namespaces", token="wrong")
+    assert code == 401 and json.loads(body)["reason"] == "Unauthorized"
+    # Anonymous auth is on, as on kubeadm and kind: RBAC refuses, with a 403.
+    code, _, body = _raw(kube_lab, "GET", "/api/v1/namespaces/default/pods", token=None)
+    status = json.loads(body)
+    assert code == 403 and status["reason"] == "Forbidden"
+    assert status["message"] == (
+        'pods is forbidden: User "system:anonymous" cannot list resource "pods" in API group '
+        '"" in the namespace "default"'
+    )
+    assert status["details"] == {"kind": "pods"}
+    # Health and version are public; discovery needs an authenticated user.
+    assert _raw(kube_lab, "GET", "/version", token=None)[0] == 200
+    code, _, body = _raw(kube_lab, "GET", "/api", token=None)
+    assert code == 403 and json.loads(body)["message"] == (
+        'forbidden: User "system:anonymous" cannot get path "/api"'
+    )
 
 
 def test_bad_bodies_and_methods_get_status_objects(kube_lab: KubeLab) -> None:

@@ -20,10 +20,10 @@ from kube_fixtures import KubeLab, TestWebhook, pod_body, running_kube_lab, serv
 from kubernetes import client, watch
 
 from irsa_lab.constants import NODE_NAME
-from irsa_lab.kube.apiserver import API_CACHE_CONTROL
+from irsa_lab.jose import decode_unverified
 from irsa_lab.kube.pod_rules import pod_warnings
 from irsa_lab.kube.status import invalid, value_invalid
-from irsa_lab.kube.tokens import decode_unverified
+from irsa_lab.kube.wire import API_CACHE_CONTROL
 
 TOKEN = "/api/v1/namespaces/default/serviceaccounts/default/token"
 WEBHOOKS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"

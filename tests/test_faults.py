@@ -34,7 +34,7 @@ from kubernetes.client.rest import ApiException
 from irsa_lab import constants as C
 from irsa_lab.clock import ManualClock
 from irsa_lab.httpd import bind_socket
-from irsa_lab.kube.tokens import decode_unverified
+from irsa_lab.jose import decode_unverified
 from irsa_lab.pki import SigningKey
 from irsa_lab.session import Lab, close_api_client
 from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab, lab_clock

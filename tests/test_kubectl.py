@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kube_fixtures import KubeLab, TestWebhook, running_kube_lab, serve_webhook
 
-from irsa_lab.kube.tokens import decode_unverified
+from irsa_lab.jose import decode_unverified
 
 pytestmark = [
     pytest.mark.kubectl,

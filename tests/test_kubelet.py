@@ -24,8 +24,8 @@ from token_fixtures import (  # noqa: F401 - fixtures
 from irsa_lab.clock import LAB_EPOCH, ManualClock
 from irsa_lab.constants import DEFAULT_AUDIENCE, NODE_NAME, TOKEN_VOLUME_NAME
 from irsa_lab.ids import Ids
+from irsa_lab.jose import decode_unverified
 from irsa_lab.kube.kubelet import Kubelet, volume_dir
-from irsa_lab.kube.tokens import decode_unverified
 from irsa_lab.trace import Trace
 
 API_VOLUME = "kube-api-access-x7k2p"

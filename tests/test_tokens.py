@@ -27,12 +27,13 @@ from token_fixtures import (  # noqa: F401 - fixtures
 
 from irsa_lab.clock import LAB_EPOCH, ManualClock
 from irsa_lab.ids import Ids
+from irsa_lab.jose import decode_unverified
 from irsa_lab.kube.oidc import local_url
 from irsa_lab.kube.tokens import (
     EXTENDED_EXPIRATION_S,
     TokenIssuer,
-    decode_unverified,
     eks_issuer,
+    expiration_problem,
     validate_expiration,
 )
 from irsa_lab.pki import SigningKey
@@ -227,6 +228,10 @@ def test_eks_issuer_has_the_eks_shape() -> None:
 def test_expiration_bounds_give_the_api_server_message(seconds: int, message: str | None) -> None:
     assert validate_expiration(seconds) == message
     assert TokenIssuer.validate_expiration(seconds) == message
+    # The reason alone is what the TokenRequest's 422 cause says.
+    reason = expiration_problem(seconds)
+    assert (reason is None) == (message is None)
+    assert message is None or message.endswith(f": {reason}")
 
 
 def test_discovery_document_has_the_api_server_fields_in_order(issuer: TokenIssuer) -> None:

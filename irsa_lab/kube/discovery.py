@@ -14,6 +14,31 @@ from typing import Any
 
 from ..constants import KUBERNETES_VERSION
 
+__all__ = [
+    "CORE_RESOURCES",
+    "EVENTS",
+    "EVENTS_V1",
+    "GROUP_RESOURCES",
+    "NAMESPACES",
+    "PODS",
+    "SELF_SUBJECT_REVIEWS",
+    "SERVICEACCOUNTS",
+    "TOKEN_REVIEWS",
+    "WEBHOOKS",
+    "api_group",
+    "api_groups",
+    "api_versions",
+    "core_resources",
+    "group_resources",
+    "human_age",
+    "Obj",
+    "openapi_v3_document",
+    "openapi_v3_root",
+    "Resource",
+    "table",
+    "version_info",
+]
+
 Obj = dict[str, Any]
 
 
@@ -84,6 +109,15 @@ SELF_SUBJECT_REVIEWS = Resource(
     False,
     ("create",),
 )
+TOKEN_REVIEWS = Resource(
+    "tokenreviews",
+    "tokenreview",
+    "TokenReview",
+    "authentication.k8s.io",
+    "v1",
+    False,
+    ("create",),
+)
 EVENTS_V1 = Resource(
     "events", "event", "Event", "events.k8s.io", "v1", True, ("get", "list", "watch"), ("ev",)
 )
@@ -91,7 +125,7 @@ EVENTS_V1 = Resource(
 CORE_RESOURCES = (NAMESPACES, SERVICEACCOUNTS, PODS, EVENTS)
 GROUP_RESOURCES: dict[str, tuple[Resource, ...]] = {
     "admissionregistration.k8s.io/v1": (WEBHOOKS,),
-    "authentication.k8s.io/v1": (SELF_SUBJECT_REVIEWS,),
+    "authentication.k8s.io/v1": (SELF_SUBJECT_REVIEWS, TOKEN_REVIEWS),
     "events.k8s.io/v1": (EVENTS_V1,),
 }
 

@@ -11,8 +11,8 @@ wire, as kubectl's ``Error from server (NotFound)`` shows)::
 
     ApiError
     ├── 400 BadRequest            unparseable body, bad selector, wrong binding
-    ├── 401 Unauthorized          missing or wrong bearer token
-    ├── 403 Forbidden             ServiceAccount admission, webhook denial
+    ├── 401 Unauthorized          missing bearer token, or one that does not authenticate
+    ├── 403 Forbidden             not allowed to the user, ServiceAccount admission, webhook denial
     ├── 404 NotFound              object or path missing
     ├── 405 MethodNotAllowed      verb not served on the path
     ├── 409 AlreadyExists / Conflict
@@ -26,6 +26,30 @@ wire, as kubectl's ``Error from server (NotFound)`` shows)::
 from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
+
+__all__ = [
+    "already_exists",
+    "ApiError",
+    "bad_request",
+    "conflict",
+    "duplicate",
+    "forbidden",
+    "internal_error",
+    "invalid",
+    "method_not_allowed",
+    "not_found",
+    "path_not_found",
+    "qualified",
+    "required",
+    "Status",
+    "StatusCause",
+    "StatusDetails",
+    "success_status",
+    "unauthorized",
+    "unsupported_media_type",
+    "value_invalid",
+    "value_not_supported",
+]
 
 
 class StatusCause(TypedDict, total=False):
@@ -90,7 +114,7 @@ class ApiError(Exception):
         }
         if self.reason:
             body["reason"] = self.reason
-        if self.details:
+        if self.details is not None:
             body["details"] = self.details
         # Re-order: kind, apiVersion, metadata, status, message, reason, details, code.
         ordered: dict[str, Any] = {}
@@ -130,24 +154,24 @@ def _details(name: str, resource: str, group: str) -> StatusDetails:
     return d
 
 
-def not_found(resource: str, name: str, group: str = "") -> ApiError:
-    """``pods "p1" not found``."""
+def _about(code: int, reason: str, resource: str, name: str, group: str, text: str) -> ApiError:
+    """An error about one object: ``<qualified> "<name>" <text>``, details naming it."""
     return ApiError(
-        404,
-        "NotFound",
-        f'{qualified(resource, group)} "{name}" not found',
+        code,
+        reason,
+        f'{qualified(resource, group)} "{name}" {text}',
         _details(name, resource, group),
     )
+
+
+def not_found(resource: str, name: str, group: str = "") -> ApiError:
+    """``pods "p1" not found``."""
+    return _about(404, "NotFound", resource, name, group, "not found")
 
 
 def already_exists(resource: str, name: str, group: str = "") -> ApiError:
     """``namespaces "demo" already exists``."""
-    return ApiError(
-        409,
-        "AlreadyExists",
-        f'{qualified(resource, group)} "{name}" already exists',
-        _details(name, resource, group),
-    )
+    return _about(409, "AlreadyExists", resource, name, group, "already exists")
 
 
 def conflict(resource: str, name: str, why: str, group: str = "") -> ApiError:

@@ -24,6 +24,20 @@ from typing import Any
 
 from .status import ApiError, already_exists, bad_request, not_found
 
+__all__ = [
+    "INITIAL_EVENTS_END_ANNOTATION",
+    "fields_match",
+    "Key",
+    "labels_match",
+    "Obj",
+    "parse_field_selector",
+    "parse_label_selector",
+    "Requirement",
+    "Store",
+    "Watch",
+    "WatchEvent",
+]
+
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (resource, namespace or "", name)
 # The annotation of the BOOKMARK that ends the initial events of a watch-list request.

@@ -7,20 +7,19 @@ encoding it. Clock, ids (for ``jti``) and the key are injected, so a seeded lab 
 byte-identical tokens on every run (RSASSA-PKCS1-v1_5 signatures are deterministic).
 
 The issuer does not validate requests: the API server stand-in does (§1.1), using
-:func:`validate_expiration` for the exact wording of the expiration bounds.
+:func:`expiration_problem` for the exact wording of the expiration bounds. The compact
+JWS itself (base64url, Go's JSON, the RS256 signature) is :mod:`irsa_lab.jose`'s;
+this module holds what is Kubernetes': the claims, the expiration rules, the keys
+the issuer publishes.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
 
 from ..clock import Clock
 from ..constants import (
@@ -29,6 +28,7 @@ from ..constants import (
     SA_TOKEN_MIN_EXPIRATION_S,
 )
 from ..ids import Ids
+from ..jose import go_json, sign_compact
 from ..pki import SigningKey
 
 __all__ = [
@@ -37,8 +37,8 @@ __all__ = [
     "EXTENDED_TRIGGER_S",
     "IssuedToken",
     "TokenIssuer",
-    "decode_unverified",
     "eks_issuer",
+    "expiration_problem",
     "validate_expiration",
 ]
 
@@ -59,44 +59,27 @@ def eks_issuer(ids: Ids, region: str = REGION) -> str:
     return f"https://oidc.eks.{region}.amazonaws.com/id/{ids.hex(32)}"
 
 
+def expiration_problem(seconds: int) -> str | None:
+    """Why ``expirationSeconds`` is out of range, in the API server's words, else None."""
+    if seconds < SA_TOKEN_MIN_EXPIRATION_S:
+        return "may not specify a duration less than 10 minutes"
+    if seconds > SA_TOKEN_MAX_EXPIRATION_S:
+        return "may not specify a duration larger than 2^32 seconds"
+    return None
+
+
 def validate_expiration(seconds: int) -> str | None:
     """The API server's 422 message for an out-of-range ``expirationSeconds``, else None.
 
     The object name is empty in the real message (the request has none yet).
     """
-    if seconds < SA_TOKEN_MIN_EXPIRATION_S:
-        reason = "may not specify a duration less than 10 minutes"
-    elif seconds > SA_TOKEN_MAX_EXPIRATION_S:
-        reason = "may not specify a duration larger than 2^32 seconds"
-    else:
+    reason = expiration_problem(seconds)
+    if reason is None:
         return None
     return (
         'TokenRequest.authentication.k8s.io "" is invalid: '
         f"spec.expirationSeconds: Invalid value: {seconds}: {reason}"
     )
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _go_json(obj: Any, *, sort_keys: bool) -> bytes:
-    """Compact JSON as Go's encoder writes it: no spaces, raw UTF-8, HTML-safe escapes."""
-    text = json.dumps(obj, separators=(",", ":"), sort_keys=sort_keys, ensure_ascii=False)
-    # encoding/json escapes these even inside strings; they can only occur in strings.
-    for ch, esc in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
-        text = text.replace(ch, esc)
-    return text.encode("utf-8")
 
 
 def _ref(name: str, uid: str) -> dict[str, str]:
@@ -203,15 +186,15 @@ class TokenIssuer:
         with self._lock:
             key = self.key
         header = {"alg": "RS256", "kid": key.kid}
-        signing_input = (
-            _b64url(_go_json(header, sort_keys=False))
-            + "."
-            + _b64url(_go_json(claims, sort_keys=True))
+        # The header is a Go struct (alg, kid in that order); the claims a Go map
+        # (keys sorted at every level).
+        token = sign_compact(
+            header,
+            claims,
+            key.private_key,
+            encode_header=go_json,
+            encode_claims=functools.partial(go_json, sort_keys=True),
         )
-        signature = key.private_key.sign(
-            signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256()
-        )
-        token = signing_input + "." + _b64url(signature)
         return IssuedToken(token, claims, header, float(exp))
 
     def keys(self) -> list[SigningKey]:
@@ -251,15 +234,3 @@ class TokenIssuer:
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The JWKS body: one entry per verification key, in the API server's field order."""
         return {"keys": [k.public_jwk() for k in self.keys()]}
-
-
-def decode_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and claims of a compact JWS, without checking the signature (for display)."""
-    parts = token.strip().split(".")
-    if len(parts) != 3:
-        raise ValueError("a compact JWS has three dot-separated parts")
-    header = json.loads(_b64url_decode(parts[0]))
-    claims = json.loads(_b64url_decode(parts[1]))
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise ValueError("JWS header and claims must be JSON objects")
-    return header, claims

@@ -3,11 +3,12 @@
 Everything is read from the running lab: the projected volume's folder on the
 (stand-in) node, the JWT in it, the issuer's discovery document and JWKS fetched over
 HTTPS as STS fetches them, the kubelet's renewal after the lab clock moves on, and a
-real STS call made with a token whose pod is gone.
+token whose pod is gone: refused by the API server (TokenReview), accepted by STS.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -18,16 +19,20 @@ from typing import Any
 
 from .. import constants as C
 from ..jose import decode_unverified
+from ..kube.authn import EXTRA_POD_NAME, EXTRA_POD_UID
 from ..kube.kubelet import DATA_DIR_NAME, PROJECTED_PLUGIN_DIR
-from ..session import Lab
+from ..session import Lab, close_api_client
 from ..ui.decoder import TokenDecoder, explain_claims, verify_token
 from ..ui.text import mask_secret, utc_text
 from ..ui.timeline import TimelineWidget, alt_text
 
 __all__ = [
     "NODE_KUBELET_ROOT",
+    "REVIEW_CACHE_WAIT_S",
     "DeletedPodResult",
     "Renewal",
+    "Review",
+    "bearer_status",
     "delete_pod_keep_token",
     "claims_text",
     "lab_now",
@@ -37,6 +42,7 @@ __all__ = [
     "timeline",
     "timeline_text",
     "token_decoder",
+    "token_review",
     "token_status",
     "token_volume_listing",
     "verify_walkthrough",
@@ -259,36 +265,132 @@ def renew_token(lab: Lab, pod_name: str = C.POD_NAME, *, past_by_s: float = 60) 
 
 # --- a deleted pod's token ------------------------------------------------------------------
 
+# How long to ask again on a real API server, which caches a successful TokenReview
+# for 10 s (the embedded one answers afresh at once).
+REVIEW_CACHE_WAIT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Review:
+    """The ``status`` of one TokenReview, as the API server wrote it."""
+
+    audiences_asked: list[str]
+    status: dict[str, Any]
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.status.get("authenticated"))
+
+    def lines(self) -> list[str]:
+        """What the review says, one fact a line."""
+        asked = (
+            f"spec.audiences {json.dumps(self.audiences_asked)}"
+            if self.audiences_asked
+            else "no spec.audiences (so: the API server's own)"
+        )
+        head = f"TokenReview, {asked} -> authenticated: "
+        if not self.authenticated:
+            return [head + "false", f"  error: {self.status.get('error', '')}"]
+        user = self.status.get("user") or {}
+        extra = user.get("extra") or {}
+        return [
+            head + "true",
+            f"  user:      {user.get('username', '')}",
+            f"  groups:    {', '.join(user.get('groups') or [])}",
+            f"  pod:       {', '.join(extra.get(EXTRA_POD_NAME, []))} "
+            f"(uid {', '.join(extra.get(EXTRA_POD_UID, []))})",
+            f"  audiences: {json.dumps(self.status.get('audiences') or [])}",
+        ]
+
 
 @dataclass(frozen=True)
 class DeletedPodResult:
-    """What the API server and STS make of a token whose pod was deleted."""
+    """What the API server and STS make of a pod's token, before and after the pod goes."""
 
     pod: str
     pod_uid: str
+    review_alive: Review
+    bearer_status: int
+    review_api_audiences: Review
     api_server_status: int
+    review_deleted: Review
     token_file_exists: bool
     sts_ok: bool
     sts_detail: dict[str, str]
 
     def text(self) -> str:
-        lines = [
-            f"token bound to pod {self.pod} (uid {self.pod_uid}); the pod is deleted",
-            f"token file on the node still there: {self.token_file_exists} "
-            "(the kubelet removed the volume; our copy is in memory)",
-            f"API server: GET the bound pod -> HTTP {self.api_server_status}: the API server "
-            "checks the bound pod on every request, so it refuses this token now",
-            f"STS AssumeRoleWithWebIdentity with the same token -> "
-            f"{'accepted' if self.sts_ok else 'refused'}",
+        lines = [f"token bound to pod {self.pod} (uid {self.pod_uid})", "", "while the pod runs:"]
+        lines += ["  " + line for line in self.review_alive.lines()]
+        lines.append(
+            f"  GET /api with the same token as bearer token -> HTTP {self.bearer_status}"
+            f" {_HTTP.get(self.bearer_status, '')}"
+        )
+        lines += ["  " + line for line in self.review_api_audiences.lines()]
+        lines += [
+            "",
+            f"the pod is deleted (GET the pod -> HTTP {self.api_server_status}); token file on "
+            f"the node still there: {self.token_file_exists} (our copy is in memory)",
         ]
-        lines += [f"  {k}: {v}" for k, v in self.sts_detail.items()]
+        lines += ["  " + line for line in self.review_deleted.lines()]
+        lines.append(
+            "  STS AssumeRoleWithWebIdentity with the same token -> "
+            f"{'accepted' if self.sts_ok else 'refused'}"
+        )
+        lines += [f"    {k}: {v}" for k, v in self.sts_detail.items()]
         return "\n".join(lines)
+
+
+_HTTP = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+
+
+def token_review(lab: Lab, token: str, audiences: list[str] | None = None) -> Review:
+    """Ask the API server who ``token`` is (a TokenReview, as the admin), for ``audiences``
+    (None: the API server's own audiences)."""
+    from kubernetes import client
+
+    spec: dict[str, Any] = {"token": token}
+    if audiences:
+        spec["audiences"] = audiences
+    resp = client.AuthenticationV1Api(lab.api_client).create_token_review(
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec},
+        _preload_content=False,
+    )
+    return Review(list(audiences or []), dict(json.loads(resp.data)["status"]))
+
+
+def bearer_status(lab: Lab, token: str) -> int:
+    """The HTTP status of ``GET /api`` (API discovery, which every authenticated user may
+    read) sent with ``token`` as the bearer token, with the ``kubernetes`` client."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    admin = lab.api_client.configuration
+    cfg = client.Configuration(host=admin.host, api_key={"authorization": f"Bearer {token}"})
+    cfg.ssl_ca_cert = admin.ssl_ca_cert
+    api = client.ApiClient(cfg)
+    try:
+        client.CoreApi(api).get_api_versions()
+        return 200
+    except ApiException as err:
+        return int(err.status)
+    finally:
+        close_api_client(api)
+
+
+def _review_until_refused(lab: Lab, token: str, audiences: list[str]) -> Review:
+    deadline = time.monotonic() + REVIEW_CACHE_WAIT_S
+    review = token_review(lab, token, audiences)
+    while review.authenticated and lab.backend != "embedded" and time.monotonic() < deadline:
+        time.sleep(1.0)
+        review = token_review(lab, token, audiences)
+    return review
 
 
 def delete_pod_keep_token(
     lab: Lab, pod_name: str = C.POD_NAME, *, session_name: str = "after-pod-deleted"
 ) -> DeletedPodResult:
-    """Copy the pod's token, delete the pod, then show the token to the API server and STS."""
+    """Copy the pod's token and show it to the API server (TokenReview for STS's audience,
+    and as a bearer token); delete the pod; show it to the API server and to STS again."""
     import boto3
     from botocore import UNSIGNED
     from botocore.config import Config
@@ -300,12 +402,17 @@ def delete_pod_keep_token(
     token = token_file.read_text()
     _, claims = decode_unverified(token)
     bound = claims.get("kubernetes.io", {}).get("pod", {})
+    audiences = [C.DEFAULT_AUDIENCE]
+    alive = token_review(lab, token, audiences)
+    as_bearer = bearer_status(lab, token)
+    for_api = token_review(lab, token)
     lab.delete_pod(pod_name)
     try:
         lab.core.read_namespaced_pod(pod_name, C.NAMESPACE)
         status = 200
     except ApiException as err:
         status = int(err.status)
+    deleted = _review_until_refused(lab, token, audiences)
     ep = lab.endpoints
     # AssumeRoleWithWebIdentity is an unsigned call: the token is the only credential.
     sts = boto3.session.Session(region_name=ep["region"]).client(
@@ -332,7 +439,11 @@ def delete_pod_keep_token(
     return DeletedPodResult(
         pod=str(bound.get("name", pod_name)),
         pod_uid=str(bound.get("uid", "")),
+        review_alive=alive,
+        bearer_status=as_bearer,
+        review_api_audiences=for_api,
         api_server_status=status,
+        review_deleted=deleted,
         token_file_exists=token_file.exists(),
         sts_ok=ok,
         sts_detail=detail,
