@@ -15,11 +15,13 @@ from kube_fixtures import KubeLab, TestWebhook, pod_body, running_kube_lab, serv
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from irsa_lab.kube.admission import (
+from irsa_lab.kube.admission_response import CallError, check_response
+from irsa_lab.kube.webhook_configuration import (
     default_webhook_configuration,
     rule_matches,
     selector_matches,
 )
+from irsa_lab.kube.wire import warning_value
 from irsa_lab.pki import LabCA
 
 
@@ -458,8 +460,6 @@ def test_two_hundred_pods_from_sixteen_threads_are_all_stored_and_mutated(
 
 
 def test_check_response_treats_mistyped_warnings_or_audit_annotations_as_a_failed_call() -> None:
-    from irsa_lab.kube.admission import CallError, check_response
-
     base = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}
     for bad in (
         {"warnings": True},
@@ -483,7 +483,5 @@ def test_check_response_treats_mistyped_warnings_or_audit_annotations_as_a_faile
 
 
 def test_webhook_warnings_become_one_line_warning_header_values() -> None:
-    from irsa_lab.kube.apiserver import _warning_value
-
-    assert _warning_value('say "hi"\r\nSet-Cookie: x') == '299 - "say \\"hi\\"  Set-Cookie: x"'
-    assert "\n" not in _warning_value("a\nb") and "\r" not in _warning_value("a\rb")
+    assert warning_value('say "hi"\r\nSet-Cookie: x') == '299 - "say \\"hi\\"  Set-Cookie: x"'
+    assert "\n" not in warning_value("a\nb") and "\r" not in warning_value("a\rb")

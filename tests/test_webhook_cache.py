@@ -29,15 +29,11 @@ from irsa_lab.clock import LAB_EPOCH, ManualClock
 from irsa_lab.httpd import ServerLoop
 from irsa_lab.pki import LabCA
 from irsa_lab.trace import Trace
-from irsa_lab.webhook.cache import (
-    ApiServerWatcher,
-    Lookup,
-    RateLimiter,
-    ServerTimeout,
-    ServiceAccountCache,
-)
 from irsa_lab.webhook.mutate import REASON_SA_NOT_FOUND
 from irsa_lab.webhook.server import make_app, review_async
+from irsa_lab.webhook.service_account_cache import Lookup, ServiceAccountCache
+from irsa_lab.webhook.service_account_get import RateLimiter, ServerTimeout
+from irsa_lab.webhook.service_account_watcher import ApiServerWatcher
 from irsa_lab.webhook.settings import ContainerCredentialsSettings, WebhookSettings
 
 # irsa_lab/httpd.py passes shutdown_timeout to SockSite, which aiohttp 3.14 deprecates.

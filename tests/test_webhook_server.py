@@ -18,7 +18,7 @@ from webhook_fixtures import RunningWebhook, running_webhook
 
 from irsa_lab import constants as C
 from irsa_lab.pki import LabCA
-from irsa_lab.webhook.cache import ServiceAccountCache
+from irsa_lab.webhook.service_account_cache import ServiceAccountCache
 from irsa_lab.webhook.settings import WebhookSettings
 
 # irsa_lab/httpd.py passes shutdown_timeout to SockSite, which aiohttp 3.14 deprecates.

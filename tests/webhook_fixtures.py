@@ -28,8 +28,8 @@ from irsa_lab.httpd import ServerLoop
 from irsa_lab.pki import LabCA
 from irsa_lab.trace import Trace
 from irsa_lab.webhook.annotations import parse_go_bool, parse_go_int64
-from irsa_lab.webhook.cache import ServiceAccountCache
 from irsa_lab.webhook.server import make_app
+from irsa_lab.webhook.service_account_cache import ServiceAccountCache
 from irsa_lab.webhook.settings import ContainerCredentialsSettings, WebhookSettings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,6 +11,15 @@ from __future__ import annotations
 
 import re
 
+__all__ = [
+    "CsvError",
+    "parse_go_bool",
+    "parse_go_csv_record",
+    "parse_go_int64",
+    "parse_skip_containers",
+    "parse_token_expiration",
+]
+
 # strconv.ParseBool accepts exactly these spellings.
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})

@@ -16,6 +16,10 @@ from typing import Any
 
 from .. import constants as C
 
+__all__ = [
+    "pod_identity_webhook_configuration",
+]
+
 
 def pod_identity_webhook_configuration(
     *,

@@ -25,7 +25,27 @@ from typing import Any, Literal
 
 from .. import constants as C
 from .annotations import parse_go_bool, parse_skip_containers, parse_token_expiration
+from .go_json import struct_field_error, value_error
 from .settings import WebhookSettings
+
+__all__ = [
+    "REASON_CONTAINER_CREDENTIALS",
+    "REASON_NO_ROLE_ARN",
+    "REASON_SA_NOT_FOUND",
+    "REASON_STS_WEB_IDENTITY",
+    "Mode",
+    "MutationResult",
+    "PatchConfig",
+    "PodDecodeError",
+    "build_patch",
+    "check_pod",
+    "go_clean",
+    "go_join",
+    "json_pointer_token",
+    "mutate_pod",
+    "resolve_config",
+    "windows_path",
+]
 
 Mode = Literal["sts_web_identity", "container_credentials"]
 
@@ -86,24 +106,9 @@ class MutationResult:
 
 # --- Go decoding: which pods upstream could not even read ----------------------------
 
-_JSON_KIND = {
-    str: "string",
-    bool: "bool",
-    int: "number",
-    float: "number",
-    list: "array",
-    dict: "object",
-}
-
-
-def _kind(value: object) -> str:
-    return _JSON_KIND.get(type(value), "object")
-
 
 def _type_error(value: object, struct: str, path: str, gotype: str) -> PodDecodeError:
-    return PodDecodeError(
-        f"json: cannot unmarshal {_kind(value)} into Go struct field {struct}.{path} of type {gotype}"
-    )
+    return PodDecodeError(struct_field_error(value, f"{struct}.{path}", gotype))
 
 
 def _check_str(obj: Mapping[str, Any], key: str, struct: str, path: str) -> None:
@@ -146,7 +151,7 @@ def check_pod(obj: object) -> Mapping[str, Any]:
     if obj is None:
         return {}
     if not isinstance(obj, dict):
-        raise PodDecodeError(f"json: cannot unmarshal {_kind(obj)} into Go value of type v1.Pod")
+        raise PodDecodeError(value_error(obj, "v1.Pod"))
     meta = obj.get("metadata")
     _check_object(meta, "Pod", "metadata", "v1.ObjectMeta")
     meta = meta or {}
@@ -259,23 +264,24 @@ def _regional_sts(
 
 
 def resolve_config(
-    pod: Mapping[str, Any],
-    *,
-    namespace: str,
-    sa_annotations: Mapping[str, str] | None,
     settings: WebhookSettings,
+    namespace: str,
+    service_account: str,
+    pod_annotations: Mapping[str, str],
+    sa_annotations: Mapping[str, str] | None,
     rng: random.Random | None = None,
 ) -> tuple[PatchConfig | None, str]:
-    """Decide the mode and every injected value; ``(None, reason)`` when nothing applies."""
-    meta = pod.get("metadata") or {}
-    spec = pod.get("spec") or {}
-    pod_annotations: Mapping[str, str] = meta.get("annotations") or {}
-    sa_name: str = spec.get("serviceAccountName") or ""
-    region = settings.aws_default_region
+    """Decide the mode and every injected value; ``(None, reason)`` when nothing applies.
+
+    ``service_account`` and ``pod_annotations`` are what the pod says
+    (``spec.serviceAccountName``, ``metadata.annotations``); ``sa_annotations`` are the
+    account's as cached, ``None`` when the cache does not know it.
+    """
     cc = settings.container_credentials
+    sts, sts_src = _regional_sts(sa_annotations, settings)
 
     # Pod Identity first: an exact (namespace, SA) match beats a role ARN on the SA.
-    if cc is not None and cc.matches(namespace, sa_name):
+    if cc is not None and cc.matches(namespace, service_account):
         exp, exp_src = _expiration(
             pod_annotations, sa_annotations, settings, sa_default=C.DEFAULT_TOKEN_EXPIRATION_S
         )
@@ -287,65 +293,59 @@ def resolve_config(
                 else C.TOKEN_EXPIRATION_JITTER_FLOOR_S
             )
             exp_src += ", jittered"
-        sts, sts_src = _regional_sts(sa_annotations, settings)
-        return (
-            PatchConfig(
-                mode="container_credentials",
-                role_arn="",
-                audience=cc.audience,
-                expiration_s=exp,
-                regional_sts=sts,
-                region=region,
-                mount_path=cc.mount_path,
-                volume_name=cc.volume_name,
-                token_path=cc.token_path,
-                token_file=go_join(cc.mount_path, cc.token_path),
-                full_uri=cc.full_uri,
-                sources={
-                    "expiration": exp_src,
-                    "regional_sts": sts_src,
-                    "mode": "container credentials config",
-                },
-            ),
-            REASON_CONTAINER_CREDENTIALS,
-        )
-
-    if sa_annotations is None:
-        return None, REASON_SA_NOT_FOUND
-    role_arn = sa_annotations.get(settings.annotation(C.ROLE_ARN_SUFFIX), "")
-    if not role_arn:
-        return None, REASON_NO_ROLE_ARN
-    audience_key = settings.annotation(C.AUDIENCE_SUFFIX)
-    # A present audience annotation is used as is, even when empty.
-    if audience_key in sa_annotations:
-        audience, aud_src = sa_annotations[audience_key], "service account annotation"
+        mode: Mode = "container_credentials"
+        reason = REASON_CONTAINER_CREDENTIALS
+        role_arn, audience = "", cc.audience
+        mount_path, volume_name, token_path = cc.mount_path, cc.volume_name, cc.token_path
+        full_uri = cc.full_uri
+        sources = {
+            "expiration": exp_src,
+            "regional_sts": sts_src,
+            "mode": "container credentials config",
+        }
     else:
-        audience, aud_src = settings.token_audience, "flag --token-audience"
-    exp, exp_src = _expiration(
-        pod_annotations, sa_annotations, settings, sa_default=settings.token_expiration
+        if sa_annotations is None:
+            return None, REASON_SA_NOT_FOUND
+        role_arn = sa_annotations.get(settings.annotation(C.ROLE_ARN_SUFFIX), "")
+        if not role_arn:
+            return None, REASON_NO_ROLE_ARN
+        audience_key = settings.annotation(C.AUDIENCE_SUFFIX)
+        # A present audience annotation is used as is, even when empty.
+        if audience_key in sa_annotations:
+            audience, aud_src = sa_annotations[audience_key], "service account annotation"
+        else:
+            audience, aud_src = settings.token_audience, "flag --token-audience"
+        exp, exp_src = _expiration(
+            pod_annotations, sa_annotations, settings, sa_default=settings.token_expiration
+        )
+        mode, reason = "sts_web_identity", REASON_STS_WEB_IDENTITY
+        mount_path, volume_name, token_path = (
+            settings.token_mount_path,
+            C.TOKEN_VOLUME_NAME,
+            C.TOKEN_FILE_NAME,
+        )
+        full_uri = ""
+        sources = {
+            "audience": aud_src,
+            "expiration": exp_src,
+            "regional_sts": sts_src,
+            "role_arn": "service account annotation",
+        }
+    config = PatchConfig(
+        mode=mode,
+        role_arn=role_arn,
+        audience=audience,
+        expiration_s=exp,
+        regional_sts=sts,
+        region=settings.aws_default_region,
+        mount_path=mount_path,
+        volume_name=volume_name,
+        token_path=token_path,
+        token_file=go_join(mount_path, token_path),
+        full_uri=full_uri,
+        sources=sources,
     )
-    sts, sts_src = _regional_sts(sa_annotations, settings)
-    return (
-        PatchConfig(
-            mode="sts_web_identity",
-            role_arn=role_arn,
-            audience=audience,
-            expiration_s=exp,
-            regional_sts=sts,
-            region=region,
-            mount_path=settings.token_mount_path,
-            volume_name=C.TOKEN_VOLUME_NAME,
-            token_path=C.TOKEN_FILE_NAME,
-            token_file=go_join(settings.token_mount_path, C.TOKEN_FILE_NAME),
-            sources={
-                "audience": aud_src,
-                "expiration": exp_src,
-                "regional_sts": sts_src,
-                "role_arn": "service account annotation",
-            },
-        ),
-        REASON_STS_WEB_IDENTITY,
-    )
+    return config, reason
 
 
 # --- building the patch --------------------------------------------------------------
@@ -512,11 +512,10 @@ def mutate_pod(
     modifies ``pod``.
     """
     checked = check_pod(pod)
-    cfg, reason = resolve_config(
-        checked, namespace=namespace, sa_annotations=sa_annotations, settings=settings, rng=rng
-    )
+    sa: str = (checked.get("spec") or {}).get("serviceAccountName") or ""
+    pod_annotations: Mapping[str, str] = (checked.get("metadata") or {}).get("annotations") or {}
+    cfg, reason = resolve_config(settings, namespace, sa, pod_annotations, sa_annotations, rng)
     if cfg is None:
-        sa = (checked.get("spec") or {}).get("serviceAccountName") or ""
         why = {
             REASON_SA_NOT_FOUND: f"service account {namespace}/{sa} is not in the cache",
             REASON_NO_ROLE_ARN: f"service account {namespace}/{sa} has no {settings.annotation(C.ROLE_ARN_SUFFIX)} annotation",

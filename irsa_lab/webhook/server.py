@@ -18,50 +18,47 @@ Nothing the client sends produces a 5xx.
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
 from .. import constants as C
 from ..clock import Clock
+from ..kube.admission_review import (
+    AdmissionResponse,
+    AdmissionReview,
+    allowed_response,
+    denied_response,
+    review_answer,
+)
 from ..trace import Trace
-from .cache import Lookup
+from .go_json import struct_field_error, value_error
 from .mutate import MutationResult, PodDecodeError, check_pod, mutate_pod
+from .service_account_cache import Lookup
 from .settings import WebhookSettings
+
+__all__ = [
+    "BAD_CONTENT",
+    "INVALID_CONTENT_TYPE",
+    "MAX_BODY_BYTES",
+    "VERSION_KIND_ERROR",
+    "ReviewOutcome",
+    "ServiceAccountLookup",
+    "WaitingLookup",
+    "make_app",
+    "review",
+    "review_async",
+]
 
 BAD_CONTENT = "bad content"
 INVALID_CONTENT_TYPE = f"Invalid Content-Type, expected `{C.WEBHOOK_CONTENT_TYPE}`\n"
 MAX_BODY_BYTES = 3 * 1024 * 1024  # the API server's own request-size limit
-
-
-class Status(TypedDict):
-    """The ``metav1.Status`` of a denial: upstream fills only ``message``."""
-
-    metadata: dict[str, Any]
-    message: str
-
-
-class AdmissionResponse(TypedDict):
-    """``response`` of an AdmissionReview, with the wire's field names."""
-
-    uid: str
-    allowed: bool
-    status: NotRequired[Status]
-    patch: NotRequired[str]
-    patchType: NotRequired[str]
-
-
-class AdmissionReview(TypedDict):
-    """An AdmissionReview as the webhook writes it; apiVersion/kind echo the request's."""
-
-    apiVersion: NotRequired[str]
-    kind: NotRequired[str]
-    response: AdmissionResponse
+# How upstream prefixes a review it cannot even read the apiVersion and kind of.
+VERSION_KIND_ERROR = "couldn't get version/kind; json parse error: "
 
 
 class ServiceAccountLookup(Protocol):
@@ -72,7 +69,7 @@ class ServiceAccountLookup(Protocol):
 
 @runtime_checkable
 class WaitingLookup(Protocol):
-    """A cache that can also wait (:meth:`irsa_lab.webhook.cache.ServiceAccountCache.lookup`)."""
+    """A cache that can also wait (:meth:`irsa_lab.webhook.service_account_cache.ServiceAccountCache.lookup`)."""
 
     def get(self, namespace: str, name: str) -> Mapping[str, str] | None: ...
 
@@ -99,20 +96,6 @@ class ReviewOutcome:
         return self.review["response"]["allowed"]
 
 
-def _deny(uid: str, message: str) -> AdmissionResponse:
-    return {"uid": uid, "allowed": False, "status": {"metadata": {}, "message": message}}
-
-
-def _json_kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
 def _reject_constant(name: str) -> Any:
     # Go's decoder has no NaN/Infinity literals.
     raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
@@ -128,7 +111,7 @@ def _parse_error(body: bytes, exc: Exception) -> str:
         detail = "exceeded max depth"
     else:
         detail = str(exc) or type(exc).__name__
-    return f"couldn't get version/kind; json parse error: {detail}"
+    return f"{VERSION_KIND_ERROR}{detail}"
 
 
 _REQUEST_STRINGS = ("uid", "namespace", "name", "operation", "subResource")
@@ -147,13 +130,11 @@ class _Request:
 
 
 def _outcome(echo: dict[str, str], response: AdmissionResponse, **facts: Any) -> ReviewOutcome:
-    out: dict[str, Any] = dict(echo)
-    out["response"] = response
     facts.setdefault("uid", response["uid"])
     for key in ("namespace", "pod", "service_account"):
         facts.setdefault(key, "")
     facts.setdefault("result", None)
-    return ReviewOutcome(review=out, **facts)  # type: ignore[arg-type]
+    return ReviewOutcome(review=review_answer(echo, response), **facts)
 
 
 def _decode(body: bytes) -> _Request | ReviewOutcome:
@@ -164,30 +145,26 @@ def _decode(body: bytes) -> _Request | ReviewOutcome:
         return _outcome(echo, response, **facts)
 
     if len(body) == 0:
-        return done(_deny("", BAD_CONTENT))
+        return done(denied_response("", BAD_CONTENT))
     try:
         doc = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
-        return done(_deny("", _parse_error(body, exc)))
+        return done(denied_response("", _parse_error(body, exc)))
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
         return done(
-            _deny(
+            denied_response(
                 "",
-                "couldn't get version/kind; json parse error: json: cannot "
-                f"unmarshal {_json_kind(doc)} into Go value of type struct "
-                "{ APIVersion string; Kind string }",
+                VERSION_KIND_ERROR + value_error(doc, "struct { APIVersion string; Kind string }"),
             )
         )
     for key in ("apiVersion", "kind"):
         value = doc.get(key)
         if value is not None and not isinstance(value, str):
             return done(
-                _deny(
-                    "",
-                    "couldn't get version/kind; json parse error: json: cannot "
-                    f"unmarshal {_json_kind(value)} into Go struct field .{key} of type string",
+                denied_response(
+                    "", VERSION_KIND_ERROR + struct_field_error(value, f".{key}", "string")
                 )
             )
         if value:
@@ -195,23 +172,20 @@ def _decode(body: bytes) -> _Request | ReviewOutcome:
 
     request = doc.get("request")
     if request is None:
-        return done(_deny("", BAD_CONTENT))
+        return done(denied_response("", BAD_CONTENT))
     if not isinstance(request, dict):
         return done(
-            _deny(
+            denied_response(
                 "",
-                f"json: cannot unmarshal {_json_kind(request)} into Go struct "
-                "field AdmissionReview.request of type v1.AdmissionRequest",
+                struct_field_error(request, "AdmissionReview.request", "v1.AdmissionRequest"),
             )
         )
     for key in _REQUEST_STRINGS:
         value = request.get(key)
         if value is not None and not isinstance(value, str):
             return done(
-                _deny(
-                    "",
-                    f"json: cannot unmarshal {_json_kind(value)} into Go struct "
-                    f"field AdmissionRequest.request.{key} of type string",
+                denied_response(
+                    "", struct_field_error(value, f"AdmissionRequest.request.{key}", "string")
                 )
             )
     uid: str = request.get("uid") or ""
@@ -219,7 +193,7 @@ def _decode(body: bytes) -> _Request | ReviewOutcome:
 
     if "object" not in request:
         # An absent object is empty raw JSON to Go's decoder.
-        return done(_deny(uid, "unexpected end of JSON input"), namespace=namespace)
+        return done(denied_response(uid, "unexpected end of JSON input"), namespace=namespace)
     pod = request["object"]
     meta = pod.get("metadata") if isinstance(pod, dict) else None
     pod_name = ""
@@ -256,12 +230,8 @@ def _answer(
             rng=rng,
         )
     except PodDecodeError as exc:
-        return _outcome(req.echo, _deny(req.uid, str(exc)), **facts)
-    response: AdmissionResponse = {"uid": req.uid, "allowed": True}
-    if result.mutated:
-        raw = json.dumps(result.patch, separators=(",", ":")).encode()
-        response["patch"] = base64.b64encode(raw).decode()
-        response["patchType"] = "JSONPatch"
+        return _outcome(req.echo, denied_response(req.uid, str(exc)), **facts)
+    response = allowed_response(req.uid, result.patch if result.mutated else None)
     return _outcome(req.echo, response, result=result, **facts)
 
 

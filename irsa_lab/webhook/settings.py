@@ -5,7 +5,7 @@ Defaults are upstream's (docs/reference/webhook.md §4): a field named
 gives the mutation settings the lab runs with, which are the ones EKS uses in the
 article (region injected, regional STS endpoints on). The embedded stack adds a
 ServiceAccount lookup grace period of :data:`LAB_LOOKUP_GRACE_PERIOD_S` with the lab's
-consistent lookup (see :meth:`irsa_lab.webhook.cache.ServiceAccountCache.lookup`).
+consistent lookup (see :meth:`irsa_lab.webhook.service_account_cache.ServiceAccountCache.lookup`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import constants as C
+
+__all__ = [
+    "LAB_LOOKUP_GRACE_PERIOD_S",
+    "ContainerCredentialsSettings",
+    "WebhookSettings",
+]
 
 # The embedded stack's --service-account-lookup-grace-period, seconds. The wait ends as
 # soon as the cache has what it waits for (a few milliseconds on loopback); the bound

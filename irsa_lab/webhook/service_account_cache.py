@@ -1,18 +1,14 @@
-"""The webhook's ServiceAccount cache, its lookup grace period, and the watcher that fills it.
+"""The webhook's ServiceAccount cache and its lookup grace period.
 
 Upstream runs a client-go informer over all ServiceAccounts and keeps, for each, only
 its name, namespace, resourceVersion and the annotations under the prefix
-(docs/reference/webhook.md §1.1, §8.1). Here:
-
-* :class:`ServiceAccountCache` is that store: thread-safe, filled by hand in unit tests
-  and notebooks or by a watcher. Its :meth:`~ServiceAccountCache.lookup` is what the
-  webhook asks for each pod, with upstream's ``--service-account-lookup-grace-period``
-  (§6.4) and the lab's consistent lookup (below);
-* :class:`ApiServerWatcher` keeps a cache in step with a Kubernetes API server over
-  HTTPS: list ``/api/v1/serviceaccounts``, then watch from the list's
-  ``resourceVersion``; on a broken stream it watches again from the last version
-  seen, and on ``410 Gone`` or any other error it lists again (after a short backoff).
-  It is also the cache's getter: the ``GET`` of one ServiceAccount.
+(docs/reference/webhook.md §1.1, §8.1). :class:`ServiceAccountCache` is that store:
+thread-safe, filled by hand in unit tests and notebooks or by the watcher
+(:class:`~irsa_lab.webhook.service_account_watcher.ApiServerWatcher`). Its
+:meth:`~ServiceAccountCache.lookup` is what the webhook asks for each pod, with
+upstream's ``--service-account-lookup-grace-period`` (§6.4) and the lab's consistent
+lookup (below); the GET it makes of an account is in
+:mod:`~irsa_lab.webhook.service_account_get`.
 
 How a lookup answers, by setting:
 
@@ -41,32 +37,31 @@ at once.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
-import ssl
 import threading
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, Protocol
-from urllib.parse import quote
-
-import aiohttp
-import yaml
+from typing import Any, Literal
 
 from .. import constants as C
+from .service_account_get import (
+    FETCH_BURST,
+    FETCH_RATE_PER_S,
+    FETCH_TIMEOUT_S,
+    BackgroundTasks,
+    RateLimiter,
+    ServiceAccountGetter,
+    SharedGets,
+    get_with_retries,
+)
 
-SA_LIST_PATH = "/api/v1/serviceaccounts"
-
-# Upstream's GET of a missing account (docs/reference/webhook.md §6.4): rate limited to
-# 10/s with a burst of 20, each call within 1 s, retried on ServerTimeout with client-go's
-# retry.DefaultBackoff (4 steps from 10 ms, factor 5; its 10 % jitter left out).
-FETCH_RATE_PER_S = 10.0
-FETCH_BURST = 20
-FETCH_TIMEOUT_S = 1.0
-FETCH_RETRY_DELAYS_S = (0.01, 0.05, 0.25)
+__all__ = [
+    "Lookup",
+    "LookupHow",
+    "ServiceAccountCache",
+    "object_key",
+    "object_resource_version",
+]
 
 LookupHow = Literal["cached", "appeared", "missing", "current", "stale"]
 """How a lookup got its answer:
@@ -94,56 +89,6 @@ class Lookup:
         return self.annotations is not None
 
 
-class ServerTimeout(Exception):
-    """Raised by a getter when the API server answers with a ``ServerTimeout`` Status.
-
-    The only error upstream retries a ServiceAccount GET on.
-    """
-
-
-class ServiceAccountGetter(Protocol):
-    """Reads one ServiceAccount from the API server (upstream's ``ServiceAccountsGetter``)."""
-
-    async def get_service_account(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        """The object as served, or ``None`` when the server has no such account.
-
-        Raises :class:`ServerTimeout`, or any other exception, when the call fails.
-        """
-        ...
-
-
-class RateLimiter:
-    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved.
-
-    :meth:`wait` takes a token, waiting for it when none is left, as Go's
-    ``rate.Limiter.Wait`` does. ``now`` and ``sleep`` are injectable for tests.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        burst: int,
-        *,
-        now: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._now = now
-        self._sleep = sleep
-        self._tokens = float(burst)
-        self._last = now()
-
-    async def wait(self) -> None:
-        now = self._now()
-        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        # Reserve the token now (the count may go negative), then wait for the debt.
-        self._tokens -= 1.0
-        if self._tokens < 0:
-            await self._sleep(-self._tokens / self._rate)
-
-
 def _at_least(have: str, want: str) -> bool:
     """Whether resourceVersion ``have`` is ``want`` or later.
 
@@ -161,13 +106,15 @@ def _later(have: str, than: str) -> bool:
     return have.isdigit() and than.isdigit() and int(have) > int(than)
 
 
-def _rv_of(obj: Mapping[str, Any]) -> str:
+def object_resource_version(obj: Mapping[str, Any]) -> str:
+    """``metadata.resourceVersion`` of an object as served, ``""`` when it has none."""
     meta = obj.get("metadata") if isinstance(obj, Mapping) else None
     rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
     return str(rv) if rv else ""
 
 
-def _key(sa: Mapping[str, Any]) -> tuple[str, str] | None:
+def object_key(sa: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(namespace, name)`` of a ServiceAccount as served, ``None`` when it lacks one."""
     meta = sa.get("metadata") if isinstance(sa, Mapping) else None
     if not isinstance(meta, Mapping):
         return None
@@ -184,14 +131,6 @@ class _Entry:
 
 
 @dataclass
-class _Flight:
-    """The consistent lookups' GETs of one account: the one running, and the next."""
-
-    loop: asyncio.AbstractEventLoop
-    next: asyncio.Future[Mapping[str, Any] | None] | None = None
-    task: asyncio.Task[None] | None = None
-
-
 class ServiceAccountCache:
     """ServiceAccount annotations by ``(namespace, name)``, keeping only the prefix's keys.
 
@@ -224,8 +163,8 @@ class ServiceAccountCache:
         self.getter = getter
         self._limiter = fetch_limiter or RateLimiter(FETCH_RATE_PER_S, FETCH_BURST)
         self._fetching: set[tuple[str, str]] = set()
-        self._fetch_tasks: set[asyncio.Task[None]] = set()
-        self._flights: dict[tuple[str, str], _Flight] = {}
+        self._fetch_tasks = BackgroundTasks()
+        self._shared_gets = SharedGets(self._fetch_tasks)
         self.fetches = 0  # GETs of missing accounts started (upstream's fetchFromAPI)
         self.last_fetch_error = ""
 
@@ -318,9 +257,11 @@ class ServiceAccountCache:
         """Replace the whole content with a list's ServiceAccounts, as of its resourceVersion."""
         kept: dict[tuple[str, str], _Entry] = {}
         for sa in objects:
-            key = _key(sa)
+            key = object_key(sa)
             if key is not None:
-                kept[key] = _Entry(self._keep(sa["metadata"].get("annotations")), _rv_of(sa))
+                kept[key] = _Entry(
+                    self._keep(sa["metadata"].get("annotations")), object_resource_version(sa)
+                )
         with self._lock:
             self._items = kept
             self._observed = resource_version
@@ -332,10 +273,10 @@ class ServiceAccountCache:
         A copy the cache already holds at a later resourceVersion (one a GET brought
         ahead of the watch) is kept: the watch catches up with it.
         """
-        key = _key(sa)
+        key = object_key(sa)
         if key is None:
             return
-        rv = _rv_of(sa)
+        rv = object_resource_version(sa)
         kept = self._keep(sa["metadata"].get("annotations"))
         with self._lock:
             old = self._items.get(key)
@@ -346,12 +287,12 @@ class ServiceAccountCache:
 
     def delete_object(self, sa: Mapping[str, Any]) -> None:
         """Forget the ServiceAccount of a ``DELETED`` event."""
-        key = _key(sa)
+        key = object_key(sa)
         if key is None:
             return
         with self._lock:
             self._items.pop(key, None)
-            self._observe(_rv_of(sa))
+            self._observe(object_resource_version(sa))
             self._notify()
 
     def observe(self, resource_version: str) -> None:
@@ -366,10 +307,10 @@ class ServiceAccountCache:
 
         Returns whether it was added.
         """
-        key = _key(sa)
+        key = object_key(sa)
         if key is None:
             return False
-        rv = _rv_of(sa)
+        rv = object_resource_version(sa)
         with self._lock:
             if key in self._items or (rv and _at_least(self._observed, rv)):
                 return False
@@ -461,7 +402,7 @@ class ServiceAccountCache:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_period_s
         if consistent and self.getter is not None:
-            result = await self._consistent_lookup(namespace, name, deadline)
+            result = await self._consistent_lookup(self.getter, namespace, name, deadline)
             if result is not None:
                 return result
         found = self.get(namespace, name)
@@ -475,12 +416,14 @@ class ServiceAccountCache:
         found = self.get(namespace, name)
         return Lookup(found, "appeared" if appeared and found is not None else "missing")
 
-    async def _consistent_lookup(self, namespace: str, name: str, deadline: float) -> Lookup | None:
-        assert self.getter is not None
+    async def _consistent_lookup(
+        self, getter: ServiceAccountGetter, namespace: str, name: str, deadline: float
+    ) -> Lookup | None:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                current = await self._read_current(self.getter, namespace, name)
+                # Shared with the other lookups of the account that join before it starts.
+                current = await self._shared_gets.read(getter, namespace, name)
         except Exception as exc:  # the server cannot tell: do as upstream does
             self.last_fetch_error = f"{type(exc).__name__}: {exc}"
             return None
@@ -491,7 +434,7 @@ class ServiceAccountCache:
                 deadline - loop.time(),
             )
             return Lookup(None, "missing") if gone else Lookup(self.get(namespace, name), "stale")
-        want = _rv_of(current)
+        want = object_resource_version(current)
         # A missing account is added from the GET, as upstream's fetch adds it.
         self.add_fetched(current)
 
@@ -504,67 +447,6 @@ class ServiceAccountCache:
         reached = await self.wait_until(seen, deadline - loop.time())
         return Lookup(self.get(namespace, name), "current" if reached else "stale")
 
-    async def _read_current(
-        self, getter: ServiceAccountGetter, namespace: str, name: str
-    ) -> Mapping[str, Any] | None:
-        """A GET of the account that starts after this call did, shared with the other
-        lookups of the same account that join before it starts.
-
-        Pods of one ServiceAccount come in bursts (a Deployment scaling up, a load test):
-        while one GET runs, the lookups that arrive join the next one, so a burst costs
-        two GETs, not one per pod, and each lookup still reads the state of its own
-        moment or later.
-        """
-        loop = asyncio.get_running_loop()
-        key = (namespace, name)
-        flight = self._flights.get(key)
-        if flight is None or flight.loop is not loop:
-            flight = self._flights[key] = _Flight(loop)
-        if flight.next is None:
-            flight.next = loop.create_future()
-            # Nobody may be left to read a failure (every joiner timed out): mark it read.
-            flight.next.add_done_callback(lambda f: f.cancelled() or f.exception())
-        joined = flight.next
-        if flight.task is None:
-            flight.task = loop.create_task(self._fly(flight, getter, namespace, name))
-            self._fetch_tasks.add(flight.task)
-            flight.task.add_done_callback(self._fetch_tasks.discard)
-        return await asyncio.shield(joined)
-
-    async def _fly(
-        self, flight: _Flight, getter: ServiceAccountGetter, namespace: str, name: str
-    ) -> None:
-        try:
-            while flight.next is not None:
-                answer, flight.next = flight.next, None
-                try:
-                    answer.set_result(await self._get(getter, namespace, name))
-                except asyncio.CancelledError:
-                    answer.cancel()
-                    raise
-                except Exception as exc:
-                    answer.set_exception(exc)
-        finally:
-            if flight.next is not None:
-                flight.next.cancel()
-            if self._flights.get((namespace, name)) is flight:
-                del self._flights[(namespace, name)]
-
-    @staticmethod
-    async def _get(
-        getter: ServiceAccountGetter, namespace: str, name: str
-    ) -> Mapping[str, Any] | None:
-        if not namespace or not name:
-            return None  # client-go refuses an empty name before any request
-        for delay in (*FETCH_RETRY_DELAYS_S, None):
-            try:
-                return await getter.get_service_account(namespace, name)
-            except ServerTimeout:
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
-
     def _request_fetch(self, namespace: str, name: str) -> None:
         getter = self.getter
         key = (namespace, name)
@@ -575,15 +457,13 @@ class ServiceAccountCache:
                 return  # one GET at a time per account, as upstream's notifier dedupes
             self._fetching.add(key)
             self.fetches += 1
-        task = asyncio.get_running_loop().create_task(self._fetch(getter, namespace, name))
-        self._fetch_tasks.add(task)
-        task.add_done_callback(self._fetch_tasks.discard)
+        self._fetch_tasks.spawn(self._fetch(getter, namespace, name))
 
     async def _fetch(self, getter: ServiceAccountGetter, namespace: str, name: str) -> None:
         try:
             await self._limiter.wait()
             async with asyncio.timeout(FETCH_TIMEOUT_S):
-                sa = await self._get(getter, namespace, name)
+                sa = await get_with_retries(getter, namespace, name)
         except Exception as exc:  # upstream logs the error; the pod waits out its grace
             self.last_fetch_error = f"{type(exc).__name__}: {exc}"
             return
@@ -595,222 +475,4 @@ class ServiceAccountCache:
 
     async def cancel_fetches(self) -> None:
         """Cancel the GETs still running (call on the loop they run on, before closing)."""
-        tasks = list(self._fetch_tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-class WatchExpired(Exception):
-    """Raised when the API server answers a watch with ``410 Gone``: list again."""
-
-
-class ApiServerWatcher:
-    """Keeps a :class:`ServiceAccountCache` in step with an API server (list, then watch).
-
-    ``ssl_context`` must trust the API server's CA (TLS verification is never turned
-    off); ``token`` is sent as ``Authorization: Bearer``. Run it on an event loop with
-    :meth:`start` and end it with :meth:`stop`. The watcher becomes its cache's getter
-    (unless the cache has one), so lookups can GET an account.
-
-    A watch resumes from the last resourceVersion seen, and a list hands the watch its
-    own resourceVersion, so a change made between the two arrives in the watch's
-    replay: no change is lost as long as the server honours ``resourceVersion`` (or
-    answers ``410 Gone``, on which the watcher lists again).
-    """
-
-    def __init__(
-        self,
-        server: str,
-        *,
-        token: str | None,
-        ssl_context: ssl.SSLContext | None,
-        cache: ServiceAccountCache | None = None,
-        watch_timeout_s: int = 300,
-        backoff_s: float = 0.05,
-        max_backoff_s: float = 2.0,
-    ) -> None:
-        self.server = server.rstrip("/")
-        self.cache = cache if cache is not None else ServiceAccountCache(ready=False)
-        if self.cache.getter is None:
-            self.cache.getter = self
-        self._token = token
-        # aiohttp's default (True) verifies against the system store; never False.
-        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
-        self._watch_timeout_s = watch_timeout_s
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
-        self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self.resource_version = ""
-        self.lists = 0  # how many times the watcher listed (relists show errors)
-        self.watches = 0  # how many watch requests it opened
-        self.last_error = ""
-
-    @classmethod
-    def from_kubeconfig(cls, path: str | Path, **kwargs: Any) -> ApiServerWatcher:
-        """Build from a kubeconfig: its current context's server, CA and bearer token."""
-        path = Path(path)
-        cfg = yaml.safe_load(path.read_text())
-        ctx_name = cfg.get("current-context")
-        ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
-        cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
-        user = next(u["user"] for u in cfg.get("users", []) if u["name"] == ctx.get("user"))
-        if "certificate-authority-data" in cluster:
-            cadata = base64.b64decode(cluster["certificate-authority-data"]).decode()
-            context = ssl.create_default_context(cadata=cadata)
-        elif "certificate-authority" in cluster:
-            ca_path = Path(cluster["certificate-authority"])
-            if not ca_path.is_absolute():
-                ca_path = path.parent / ca_path
-            context = ssl.create_default_context(cafile=str(ca_path))
-        else:
-            context = ssl.create_default_context()
-        return cls(cluster["server"], token=user.get("token"), ssl_context=context, **kwargs)
-
-    @property
-    def ready(self) -> bool:
-        """Whether the first list has filled the cache."""
-        return self.cache.ready
-
-    def get(self, namespace: str, name: str) -> Mapping[str, str] | None:
-        """Same as the cache's :meth:`ServiceAccountCache.get`."""
-        return self.cache.get(namespace, name)
-
-    async def lookup(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        grace_period_s: float = 0.0,
-        consistent: bool = False,
-    ) -> Lookup:
-        """Same as the cache's :meth:`ServiceAccountCache.lookup`."""
-        return await self.cache.lookup(
-            namespace, name, grace_period_s=grace_period_s, consistent=consistent
-        )
-
-    # -- the API calls -----------------------------------------------------------------
-    async def get_service_account(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        """``GET /api/v1/namespaces/<ns>/serviceaccounts/<name>``; ``None`` on 404."""
-        if self._session is None:
-            raise RuntimeError("the watcher is not started")
-        url = (
-            f"{self.server}/api/v1/namespaces/{quote(namespace, safe='')}"
-            f"/serviceaccounts/{quote(name, safe='')}"
-        )
-        async with self._session.get(url, ssl=self._ssl) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status == 200:
-                return body if isinstance(body, Mapping) else None
-            reason = body.get("reason") if isinstance(body, Mapping) else None
-            if resp.status == 404 and reason == "NotFound":
-                return None
-            if reason == "ServerTimeout":
-                raise ServerTimeout(str(body.get("message") or "server timeout"))
-            raise RuntimeError(f"get serviceaccount {namespace}/{name}: HTTP {resp.status}")
-
-    # -- lifecycle -----------------------------------------------------------------
-    async def start(self, *, wait_s: float | None = 5.0) -> ApiServerWatcher:
-        """Start listing and watching; wait up to ``wait_s`` for the first list.
-
-        Raises ``TimeoutError`` if the cache did not sync in time (upstream exits then);
-        the watcher keeps trying in the background either way.
-        """
-        if self._task is None:
-            headers = {"Accept": "application/json"}
-            if self._token:
-                headers["Authorization"] = f"Bearer {self._token}"
-            self._session = aiohttp.ClientSession(headers=headers)
-            self._task = asyncio.create_task(self._run(), name="sa-watcher")
-        if wait_s is not None and not await self.cache.wait_until(lambda: self.ready, wait_s):
-            raise TimeoutError(f"service account cache not synced: {self.last_error}")
-        return self
-
-    async def stop(self) -> None:
-        """Stop watching, cancel pending GETs and close the HTTP session."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.cache.cancel_fetches()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    # -- the loop --------------------------------------------------------------------
-    async def _run(self) -> None:
-        backoff = self._backoff_s
-        need_list = True
-        while True:
-            try:
-                if need_list:
-                    await self._list()
-                    need_list = False
-                await self._watch()
-                backoff = self._backoff_s  # a clean end of stream: watch again
-            except asyncio.CancelledError:
-                raise
-            except WatchExpired as exc:
-                self.last_error = str(exc)
-                need_list = True
-            except Exception as exc:  # any failure: back off, then list again
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                need_list = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
-
-    async def _list(self) -> None:
-        assert self._session is not None
-        async with self._session.get(self.server + SA_LIST_PATH, ssl=self._ssl) as resp:
-            if resp.status != 200:
-                raise RuntimeError(f"list serviceaccounts: HTTP {resp.status}")
-            body = await resp.json(content_type=None)
-        rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
-        self.cache.replace_objects(body.get("items") or [], rv)
-        self.resource_version = rv
-        self.lists += 1
-        self.cache.mark_ready()
-
-    async def _watch(self) -> None:
-        assert self._session is not None
-        params = {
-            "watch": "true",
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(self._watch_timeout_s),
-        }
-        if self.resource_version:
-            params["resourceVersion"] = self.resource_version
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._watch_timeout_s + 30)
-        self.watches += 1
-        async with self._session.get(
-            self.server + SA_LIST_PATH, params=params, ssl=self._ssl, timeout=timeout
-        ) as resp:
-            if resp.status == 410:
-                raise WatchExpired("watch answered 410 Gone")
-            if resp.status != 200:
-                raise RuntimeError(f"watch serviceaccounts: HTTP {resp.status}")
-            async for line in resp.content:
-                if line.strip():
-                    self._apply(json.loads(line))
-
-    def _apply(self, event: Mapping[str, Any]) -> None:
-        kind = event.get("type")
-        obj = event.get("object") or {}
-        if kind == "ERROR":
-            # A Status object; 410 (resource version too old) means list again.
-            if obj.get("code") == 410:
-                raise WatchExpired(obj.get("message") or "410 Gone")
-            raise RuntimeError(f"watch error: {obj.get('message')}")
-        rv = _rv_of(obj)
-        if kind in ("ADDED", "MODIFIED"):
-            self.cache.put_object(obj)
-        elif kind == "DELETED":
-            self.cache.delete_object(obj)
-        elif kind == "BOOKMARK":
-            self.cache.observe(rv)
-        if rv:
-            self.resource_version = rv
+        await self._fetch_tasks.cancel()
