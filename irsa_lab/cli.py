@@ -16,6 +16,22 @@ from typing import Any
 
 from . import __version__
 
+__all__ = [
+    "UP_BACKENDS",
+    "CliError",
+    "build_parser",
+    "cmd_doctor",
+    "cmd_down",
+    "cmd_env",
+    "cmd_exec",
+    "cmd_kind",
+    "cmd_lab",
+    "cmd_up",
+    "env_lines",
+    "jupyter_lab_command",
+    "main",
+]
+
 
 class CliError(Exception):
     """A problem the user can fix; printed without a traceback."""
@@ -246,17 +262,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 # --- doctor / lab ----------------------------------------------------------------------
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import run_checks
+    from .doctor import print_checks, run_checks
 
-    problems = 0
-    for check in run_checks(_state_dir(args.state_dir)):
-        mark = "ok  " if check.ok else "FAIL"
-        print(f"[{mark}] {check.name}: {check.detail}")
-        if not check.ok:
-            problems += 1
-            if check.fix:
-                print(f"       fix: {check.fix}")
-    return 1 if problems else 0
+    return print_checks(run_checks(_state_dir(args.state_dir)))
 
 
 def jupyter_lab_command(extra: Sequence[str] = ()) -> list[str]:

@@ -7,15 +7,33 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from .pki import LOOPBACK
 
+__all__ = [
+    "Check",
+    "attempt",
+    "check_k8s_programs",
+    "check_kind_backend",
+    "check_loopback",
+    "check_packages",
+    "check_python",
+    "check_state_dir",
+    "check_tools",
+    "print_checks",
+    "run_checks",
+]
+
 
 @dataclass(frozen=True)
 class Check:
+    """One line of ``irsa-lab doctor``: what was checked, whether it passed, what was
+    found, and the command that fixes it when it did not."""
+
     name: str
     ok: bool
     detail: str
@@ -37,6 +55,7 @@ def _major_minor(v: str) -> tuple[int, int]:
 
 
 def check_python() -> Check:
+    """Python 3.11 or newer runs the lab."""
     v = sys.version_info
     ok = v >= (3, 11)
     return Check(
@@ -48,6 +67,7 @@ def check_python() -> Check:
 
 
 def check_packages() -> list[Check]:
+    """The Python packages the lab needs, each in its supported range, and the optional ones."""
     reinstall = "make install   (or: .venv/bin/pip install -e '.[test]')"
     out = []
     wanted = {
@@ -93,6 +113,7 @@ def check_packages() -> list[Check]:
 
 
 def check_tools() -> list[Check]:
+    """kubectl (optional) and the aws CLI."""
     out = []
     kubectl = shutil.which("kubectl")
     out.append(
@@ -116,34 +137,48 @@ def check_tools() -> list[Check]:
     return out
 
 
-def check_loopback() -> Check:
+def attempt(name: str, action: Callable[[], str], *, failed: str, fix: str) -> Check:
+    """A check that tries something the lab will do: passed with the detail ``action``
+    returns, or failed with ``"{failed}: {the OSError}"`` and ``fix``."""
     try:
+        return Check(name, True, action())
+    except OSError as err:
+        return Check(name, False, f"{failed}: {err}", fix)
+
+
+def check_loopback() -> Check:
+    """A port on the loopback address can be bound: every server of the lab binds one."""
+
+    def bind() -> str:
         with socket.socket() as s:
             s.bind((LOOPBACK, 0))
             port = s.getsockname()[1]
-        return Check("loopback ports", True, f"can bind {LOOPBACK} (e.g. port {port})")
-    except OSError as err:
-        return Check(
-            "loopback ports",
-            False,
-            f"cannot bind {LOOPBACK}: {err}",
-            "check that the loopback interface is up: `ip link set lo up`",
-        )
+        return f"can bind {LOOPBACK} (e.g. port {port})"
+
+    return attempt(
+        "loopback ports",
+        bind,
+        failed=f"cannot bind {LOOPBACK}",
+        fix="check that the loopback interface is up: `ip link set lo up`",
+    )
 
 
 def check_state_dir(state: Path) -> Check:
-    try:
+    """``state`` can be created and written to."""
+
+    def write() -> str:
         state.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=state):
             pass
-        return Check("state directory", True, f"{state} is writable")
-    except OSError as err:
-        return Check(
-            "state directory",
-            False,
-            f"{state}: {err}",
-            f"choose another with --state-dir or IRSA_LAB_STATE_DIR (now {os.environ.get('IRSA_LAB_STATE_DIR', 'unset')})",
-        )
+        return f"{state} is writable"
+
+    now = os.environ.get("IRSA_LAB_STATE_DIR", "unset")
+    return attempt(
+        "state directory",
+        write,
+        failed=str(state),
+        fix=f"choose another with --state-dir or IRSA_LAB_STATE_DIR (now {now})",
+    )
 
 
 def check_kind_backend(backend: str | None = None) -> list[Check]:
@@ -202,6 +237,7 @@ def print_checks(checks: list[Check]) -> int:
 
 
 def run_checks(state: Path) -> list[Check]:
+    """Every check of ``irsa-lab doctor``, in the order it prints them."""
     return [
         check_python(),
         *check_packages(),

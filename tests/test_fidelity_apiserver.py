@@ -15,19 +15,17 @@ import pytest
 
 from irsa_lab.backends import binaries
 from irsa_lab.fidelity import apiserver as suite
-from irsa_lab.fidelity.apiserver import (
-    ACCEPTED,
-    Acceptance,
-    accept,
+from irsa_lab.fidelity.apiserver_accepted import ACCEPTED, Acceptance, accept
+from irsa_lab.fidelity.apiserver_clients import Side
+from irsa_lab.fidelity.apiserver_diff import (
     compare_claims,
     compare_jose_header,
     compare_json,
     compare_key_order,
     compare_lines,
-    mask,
-    mask_text,
     parse_warnings,
 )
+from irsa_lab.fidelity.apiserver_masks import mask, mask_text
 from irsa_lab.fidelity.report import Difference, SuiteResult
 
 MISSING = binaries.missing()
@@ -254,7 +252,7 @@ def test_a_failure_midway_stops_every_process_and_leaves_no_temp_files(
         spawned.append(proc.popen)
         return proc
 
-    def broken(side: suite.Side) -> Any:
+    def broken(side: Side) -> Any:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(k8s.K8sLab, "_spawn", spy)

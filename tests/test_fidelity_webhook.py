@@ -20,19 +20,16 @@ from kube_fixtures import running_kube_lab
 from irsa_lab import constants as C
 from irsa_lab.backends.binaries import find
 from irsa_lab.fidelity import webhook as suite
-from irsa_lab.fidelity.webhook import (
-    FLAG_SETS,
-    compare_answers,
-    generate_cases,
-    normalise_pod,
-    shared_fixtures_dir,
-    upstream_flags,
-)
+from irsa_lab.fidelity.webhook_cases import shared_fixtures_dir
+from irsa_lab.fidelity.webhook_compare import compare_answers, normalise_pod
+from irsa_lab.fidelity.webhook_flags import FLAG_SETS, upstream_flags
+from irsa_lab.fidelity.webhook_generator import generate_cases
+from irsa_lab.fidelity.webhook_upstream import PROGRAM
 from irsa_lab.kube.store import INITIAL_EVENTS_END_ANNOTATION
 from irsa_lab.webhook.settings import ContainerCredentialsSettings, WebhookSettings
 
 needs_binary = pytest.mark.skipif(
-    find(suite.PROGRAM) is None,
+    find(PROGRAM) is None,
     reason="amazon-eks-pod-identity-webhook not built: run `make k8s-bin`",
 )
 

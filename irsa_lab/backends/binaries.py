@@ -35,6 +35,7 @@ from ..constants import KIND_WEBHOOK_IMAGE
 
 __all__ = [
     "ETCD_VERSION",
+    "GET_COMMAND",
     "KUBERNETES_VERSION",
     "PROGRAMS",
     "WEBHOOK_VERSION",
@@ -43,10 +44,13 @@ __all__ = [
     "Program",
     "bin_root",
     "build",
+    "cache_path",
     "find",
     "find_all",
     "get_command",
     "missing",
+    "not_built",
+    "require",
 ]
 
 KUBERNETES_VERSION = "v1.36.1"  # the kind node image's version (constants.KIND_NODE_IMAGE)
@@ -159,6 +163,7 @@ def bin_root() -> Path:
 
 
 def cache_path(program: Program) -> Path:
+    """Where ``make k8s-bin`` puts ``program``."""
     return bin_root() / program.folder_name / program.name
 
 
@@ -182,11 +187,27 @@ def find(name: str) -> Found | None:
 
 
 def find_all() -> dict[str, Found | None]:
+    """Every pinned program, found or ``None``."""
     return {name: find(name) for name in PROGRAMS}
 
 
 def missing(names: Iterable[str] = PROGRAMS) -> list[str]:
+    """Those of ``names`` that are not built."""
     return [n for n in names if find(n) is None]
+
+
+def not_built(names: Iterable[str]) -> str:
+    """What to tell a user whose ``names`` are missing: which, and the command that builds them."""
+    return f"{', '.join(names)} not built: run `{GET_COMMAND}`"
+
+
+def require(names: Iterable[str] = PROGRAMS) -> dict[str, Found]:
+    """Each of ``names``, found; raises ``RuntimeError`` (:func:`not_built`) when one is not."""
+    found = {n: find(n) for n in names}
+    absent = [n for n, f in found.items() if f is None]
+    if absent:
+        raise RuntimeError(not_built(absent))
+    return {n: f for n, f in found.items() if f is not None}
 
 
 def _go() -> str:

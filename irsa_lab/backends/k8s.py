@@ -27,7 +27,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from typing import Any
 from .. import constants as C
 from ..clock import SystemClock
 from ..httpd import ServerLoop
+from ..httpd import free_port as _free_port  # one name, the seam a test patches
 from ..ids import Ids
 from ..kind import config as kind_config
 from ..kind import manifests as kind_manifests
@@ -51,9 +51,10 @@ from ..kube.node import NodeAgent
 from ..kube.rest import KubeApiError, KubeRest
 from ..kube.tokens import eks_issuer
 from ..pki import LOOPBACK, LabCA, ServerCert, SigningKey, write_secret
+from ..stack import StartsOnce, WithAwsSide
 from ..trace import Trace, facts_path
 from . import binaries
-from .procs import PIDS_FILE
+from .procs import PIDS_FILE, log_tail
 
 __all__ = ["CONTROLLERS", "DEVIATIONS", "K8sError", "K8sLab"]
 
@@ -119,12 +120,6 @@ class K8sError(RuntimeError):
     """A start-up problem, in one line that names the fix."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
 def _die_with_parent() -> None:
     """In the child before exec: be killed if the lab process dies (Linux)."""
     with contextlib.suppress(Exception):
@@ -140,11 +135,8 @@ class _Proc:
     log: Path
 
     def tail(self, n: int = 15) -> str:
-        try:
-            lines = self.log.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-n:])
+        """The last ``n`` lines of the program's log, for an error message."""
+        return log_tail(self.log, n)
 
 
 def _collection(manifest: dict[str, Any]) -> str:
@@ -164,7 +156,7 @@ def _collection(manifest: dict[str, Any]) -> str:
     return f"{root}/namespaces/{ns}/{plural}" if ns else f"{root}/{plural}"
 
 
-class K8sLab:
+class K8sLab(StartsOnce, WithAwsSide):
     """The real control plane plus the lab's node and AWS stand-ins (module doc)."""
 
     backend = "k8s"
@@ -188,36 +180,10 @@ class K8sLab:
         self.loop = ServerLoop("irsa-lab-k8s")
         self.procs: list[_Proc] = []
         self.timings: dict[str, float] = {}
-        self._started = False
         self._lock = threading.Lock()
         self.node: NodeAgent | None = None
 
-    # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> K8sLab:
-        with self._lock:
-            if self._started:
-                return self
-            try:
-                self._start()
-            except BaseException:
-                self._teardown()
-                raise
-            self._started = True
-        return self
-
-    def stop(self) -> None:
-        with self._lock:
-            if not self._started:
-                return
-            self._started = False
-            self._teardown()
-
-    def __enter__(self) -> K8sLab:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
+    # -- lifecycle (start, stop and the with-statement: StartsOnce) ------------------------
     def _teardown(self) -> None:
         if self.node is not None:
             self.node.stop()
@@ -597,24 +563,13 @@ class K8sLab:
         )
 
     def _start_aws(self) -> None:
-        from ..stack import AwsSide
-
-        self.aws = AwsSide(
-            self.loop,
+        self.start_aws_side(
             tls=self.ca.issue().server_context(),
-            issuer=self.issuer_url,
             # The discovery document of a real API server is at its root, whatever the
             # issuer's path: the whole issuer URL maps to it.
             resolve={self.issuer_url: self.api_url},
-            discovery_ssl=self.ca.client_context(),
-            clock=self.clock,
             wall_clock=self.clock,
-            ids=self.ids,
-            trace=self.trace,
-        ).start()
-        self.account = self.aws.account
-        self.scenario = self.aws.scenario
-        self.imds_settings = self.aws.imds_settings
+        )
 
     def _wait_ready(self) -> None:
         """The namespace's ``default`` ServiceAccount exists and the webhook mutates."""

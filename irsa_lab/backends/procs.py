@@ -1,4 +1,5 @@
-"""The processes a ``k8s`` lab started, recorded so that ``irsa-lab down`` can always stop them.
+"""The processes a ``k8s`` lab started, recorded so that ``irsa-lab down`` can always stop them,
+and the tail of a started program's log, for the error that says why it stopped.
 
 Kept apart from :mod:`irsa_lab.backends.k8s` so that ``irsa-lab down`` imports nothing
 heavy.
@@ -13,7 +14,7 @@ import shutil
 import signal
 from pathlib import Path
 
-__all__ = ["PIDS_FILE", "kill_leftovers"]
+__all__ = ["PIDS_FILE", "kill_leftovers", "log_tail"]
 
 PIDS_FILE = "pids.json"
 
@@ -42,3 +43,12 @@ def kill_leftovers(state_dir: Path) -> list[int]:
     path.unlink(missing_ok=True)
     shutil.rmtree(state_dir / "k8s" / "etcd", ignore_errors=True)
     return stopped
+
+
+def log_tail(log: Path, lines: int) -> str:
+    """The last ``lines`` lines of the log file ``log`` (``""`` when it cannot be read)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -14,8 +14,11 @@ from pathlib import Path
 from ..backends import binaries
 from .report import SuiteResult, render
 
+__all__ = ["main", "run_suites"]
+
 
 def run_suites() -> list[SuiteResult]:
+    """Run the webhook suite, then the API server suite; print each one's summary."""
     from . import apiserver, webhook
 
     results = []
@@ -29,14 +32,12 @@ def run_suites() -> list[SuiteResult]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m irsa_lab.fidelity [OUT]``; the exit code is the module docstring's."""
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0]) if args else Path("docs/fidelity.md")
     absent = binaries.missing()
     if absent:
-        print(
-            f"fidelity: {', '.join(absent)} not built: run `{binaries.GET_COMMAND}`",
-            file=sys.stderr,
-        )
+        print(f"fidelity: {binaries.not_built(absent)}", file=sys.stderr)
         return 2
     results = run_suites()
     out.write_text(render(results))
