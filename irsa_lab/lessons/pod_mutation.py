@@ -387,49 +387,41 @@ class MutationExplorer(widgets.VBox):
         # Wide enough for the longest label, "SA eks.amazonaws.com/sts-regional-endpoints".
         style = {"description_width": "24em"}
         wide = widgets.Layout(width="44em")
-        controls: list[widgets.Widget] = [
-            widgets.Text(
-                description=f"SA {C.AUDIENCE_ANNOTATION}",
+
+        def annotation(kind: type[widgets.Widget], label: str, **kw: Any) -> widgets.Widget:
+            return kind(description=label, style=style, layout=wide, **kw)
+
+        # trait -> the control that sets it
+        by_trait: dict[str, widgets.Widget] = {
+            "audience": annotation(
+                widgets.Text,
+                f"SA {C.AUDIENCE_ANNOTATION}",
                 placeholder=f"(not set: {C.DEFAULT_AUDIENCE})",
-                style=style,
-                layout=wide,
             ),
-            widgets.Dropdown(
-                description=f"SA {C.STS_REGIONAL_ANNOTATION}",
+            "sts_regional_endpoints": annotation(
+                widgets.Dropdown,
+                f"SA {C.STS_REGIONAL_ANNOTATION}",
                 options=[("(not set)", ""), ("true", "true"), ("false", "false")],
-                style=style,
-                layout=wide,
             ),
-            widgets.Text(
-                description=f"SA {C.TOKEN_EXPIRATION_ANNOTATION}",
+            "token_expiration": annotation(
+                widgets.Text,
+                f"SA {C.TOKEN_EXPIRATION_ANNOTATION}",
                 placeholder=f"(not set: {C.DEFAULT_TOKEN_EXPIRATION_S})",
-                style=style,
-                layout=wide,
             ),
-            widgets.Text(
-                description=f"pod {C.SKIP_CONTAINERS_ANNOTATION}",
+            "skip_containers": annotation(
+                widgets.Text,
+                f"pod {C.SKIP_CONTAINERS_ANNOTATION}",
                 placeholder="(not set) e.g. sidecar",
-                style=style,
-                layout=wide,
             ),
-            widgets.Checkbox(
+            "skip_label": widgets.Checkbox(
                 description=f"pod label {C.SKIP_WEBHOOK_LABEL}",
                 indent=False,
                 layout=widgets.Layout(width="auto"),
             ),
-        ]
-        for control, trait in zip(
-            controls,
-            (
-                "audience",
-                "sts_regional_endpoints",
-                "token_expiration",
-                "skip_containers",
-                "skip_label",
-            ),
-            strict=True,
-        ):
+        }
+        for trait, control in by_trait.items():
             widgets.link((control, "value"), (self, trait))
+        controls = list(by_trait.values())
         self.controls = controls
         self.apply_button = widgets.Button(
             description="Recreate the probe pod",

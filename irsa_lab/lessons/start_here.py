@@ -105,17 +105,18 @@ class Report:
 
 def check_temp_folder() -> Check:
     """The embedded lab keeps its files in a fresh temporary folder."""
-    try:
+
+    def write() -> str:
         with tempfile.TemporaryDirectory(prefix="irsa-lab-check-") as folder:
             (Path(folder) / "probe").write_text("ok")
-        return Check("temporary folder", True, f"{tempfile.gettempdir()} is writable")
-    except OSError as err:
-        return Check(
-            "temporary folder",
-            False,
-            f"{tempfile.gettempdir()}: {err}",
-            "point TMPDIR at a writable folder, e.g. `export TMPDIR=$HOME/tmp`",
-        )
+        return f"{tempfile.gettempdir()} is writable"
+
+    return doctor.attempt(
+        "temporary folder",
+        write,
+        failed=tempfile.gettempdir(),
+        fix="point TMPDIR at a writable folder, e.g. `export TMPDIR=$HOME/tmp`",
+    )
 
 
 def _packages() -> list[Check]:

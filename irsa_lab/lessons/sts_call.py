@@ -188,6 +188,20 @@ def exchange_steps(events: Sequence[TraceEvent]) -> list[Step]:
     return steps_from_trace(_sdk_view(events))
 
 
+# The detail shown under a step whose call alone decides it: a template over the
+# recorded detail (a key the event lacks shows as None).
+_DETAIL_BY_CALL = {
+    "read token": "{path}, opened by {opener} in {process}, called from {called_from}",
+    "parse token": "iss={iss}, sub={sub}, aud={aud}, kid={kid}",
+    "verify signature": "{alg} with kid {kid}",
+}
+
+
+class _Detail(dict[str, Any]):
+    def __missing__(self, key: str) -> None:
+        return None
+
+
 def _fact(ev: TraceEvent) -> str:
     d = ev.detail
     if ev.call.endswith("TokenRequest"):
@@ -197,21 +211,14 @@ def _fact(ev: TraceEvent) -> str:
         )
     if ev.recorder == "kubelet" and ev.target == "token-file":
         return f"volume {d.get('volume')}"
-    if ev.call == "read token":
-        return (
-            f"{d.get('path')}, opened by {d.get('opener')} in {d.get('process')}, "
-            f"called from {d.get('called_from')}"
-        )
+    if ev.call in _DETAIL_BY_CALL:
+        return _DETAIL_BY_CALL[ev.call].format_map(_Detail(d))
     if ev.call == "AssumeRoleWithWebIdentity" and ev.source == "sdk":
         return f"RoleArn={d.get('role_arn')}, RoleSessionName={d.get('session')}"
-    if ev.call == "parse token":
-        return f"iss={d.get('iss')}, sub={d.get('sub')}, aud={d.get('aud')}, kid={d.get('kid')}"
     if ev.call == "find OIDC provider" and ev.ok:
         return str(d.get("provider", ""))
     if ev.target == "oidc":
         return f"{d.get('url')} -> HTTP {d.get('status')}"
-    if ev.call == "verify signature":
-        return f"{d.get('alg')} with kid {d.get('kid')}"
     if ev.call == "check claims" and ev.ok:
         return f"exp {d.get('exp')}, audience {d.get('audience')}"
     if ev.call == "evaluate trust policy":

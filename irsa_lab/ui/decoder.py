@@ -20,6 +20,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import jose
+from ..aws.arns import issuer_host_path
 from ..aws.sts.checks import TOKEN_STEPS, IamView, Pipeline, State, keys_from_jwks
 from ..aws.sts.errors import StsError
 from ..clock import Clock
@@ -38,6 +39,7 @@ from .text import (
     text_table,
     utc_text,
 )
+from .widget_value import WidgetText
 
 __all__ = [
     "ALGORITHMS",
@@ -52,11 +54,6 @@ __all__ = [
 
 ALGORITHMS = jose.ALGORITHMS
 STEPS = TOKEN_STEPS
-
-
-def issuer_key(iss: str) -> str:
-    """The issuer as IAM names it: without ``https://`` (the condition-key prefix)."""
-    return iss[len("https://") :] if iss.startswith("https://") else iss
 
 
 # --- claims explained ------------------------------------------------------------------
@@ -82,14 +79,14 @@ def _time_value(ts: Any, now: float | None) -> str:
 def explain_claims(claims: Mapping[str, Any], *, now: float | None = None) -> list[ClaimRow]:
     """Explain every claim, in the token's order; times relative to ``now`` (the lab clock)."""
     iss = str(claims.get("iss", ""))
-    prefix = issuer_key(iss) or "<issuer>"
+    prefix = issuer_host_path(iss) or "<issuer>"
     rows = []
     for name, value in claims.items():
         shown = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
         if name == "iss":
             meaning = "who signed the token: the cluster's service-account issuer"
             iam = (
-                f"STS looks up the IAM OIDC provider {issuer_key(iss)!r} "
+                f"STS looks up the IAM OIDC provider {issuer_host_path(iss)!r} "
                 "(the issuer without https://) and fetches its discovery document and JWKS"
             )
         elif name == "sub":
@@ -195,7 +192,7 @@ def _expected(token: str, issuer: str | None, audience: str | Sequence[str] | No
         client_ids = [*auds, azp] if isinstance(azp, str) else auds
     else:
         client_ids = as_list(audience)
-    return IamView({issuer_key(iss): [str(a) for a in client_ids]})
+    return IamView({issuer_host_path(iss): [str(a) for a in client_ids]})
 
 
 def verify_token(
@@ -393,13 +390,7 @@ class TokenDecoder(widgets.VBox):
             return float(n())
         return float(n.now())
 
-    @property
-    def token(self) -> str:
-        return str(self.token_input.value)
-
-    @token.setter
-    def token(self, value: str) -> None:
-        self.token_input.value = value
+    token = WidgetText("token_input")
 
     @property
     def header(self) -> dict[str, Any]:

@@ -212,6 +212,17 @@ def describe_mutating_webhook_configuration(
     return describe_generic(cfg, events=events)
 
 
+# kubectl's words for an env var set from a key of a Secret or a ConfigMap.
+_KEY_REFS = {"secretKeyRef": "in secret", "configMapKeyRef": "of config map"}
+# The kinds of a projected volume's source (the first one a source holds decides), and
+# the fields kubectl prints for a ConfigMap or a Secret: its name, whether it is optional.
+_PROJECTED_SOURCES = ("serviceAccountToken", "configMap", "downwardAPI", "secret")
+_OBJECT_FIELDS = {
+    "configMap": ("ConfigMapName", "ConfigMapOptional"),
+    "secret": ("SecretName", "SecretOptionalName"),
+}
+
+
 def _env_lines(container: Mapping[str, Any]) -> list[str]:
     env = container.get("env") or []
     if not env:
@@ -227,16 +238,10 @@ def _env_lines(container: Mapping[str, Any]) -> list[str]:
             lines.append(
                 f"{_level(3)}{name}:\t ({ref.get('apiVersion', 'v1')}:{ref.get('fieldPath', '')})"
             )
-        elif "secretKeyRef" in vf:
-            ref = vf["secretKeyRef"]
+        elif key_ref := next((k for k in _KEY_REFS if k in vf), None):
+            ref = vf[key_ref]
             lines.append(
-                f"{_level(3)}{name}:\t<set to the key '{ref.get('key')}' in secret "
-                f"'{ref.get('name')}'>\tOptional: {_go_value(ref.get('optional', False))}"
-            )
-        elif "configMapKeyRef" in vf:
-            ref = vf["configMapKeyRef"]
-            lines.append(
-                f"{_level(3)}{name}:\t<set to the key '{ref.get('key')}' of config map "
+                f"{_level(3)}{name}:\t<set to the key '{ref.get('key')}' {_KEY_REFS[key_ref]} "
                 f"'{ref.get('name')}'>\tOptional: {_go_value(ref.get('optional', False))}"
             )
         else:
@@ -265,21 +270,18 @@ def _volume_lines(volume: Mapping[str, Any]) -> list[str]:
             f"{l2}Type:\tProjected (a volume that contains injected data from multiple sources)"
         )
         for src in volume["projected"].get("sources") or []:
-            if "serviceAccountToken" in src:
-                sat = src["serviceAccountToken"]
+            kind = next((k for k in _PROJECTED_SOURCES if k in src), None)
+            if kind == "serviceAccountToken":
+                sat = src[kind]
                 lines.append(
                     f"{l2}TokenExpirationSeconds:\t{_go_value(sat.get('expirationSeconds', 3600))}"
                 )
-            elif "configMap" in src:
-                cm = src["configMap"]
-                lines.append(f"{l2}ConfigMapName:\t{cm.get('name')}")
-                lines.append(f"{l2}ConfigMapOptional:\t{_go_value(cm.get('optional'))}")
-            elif "downwardAPI" in src:
+            elif kind == "downwardAPI":
                 lines.append(f"{l2}DownwardAPI:\ttrue")
-            elif "secret" in src:
-                sec = src["secret"]
-                lines.append(f"{l2}SecretName:\t{sec.get('name')}")
-                lines.append(f"{l2}SecretOptionalName:\t{_go_value(sec.get('optional'))}")
+            elif kind in _OBJECT_FIELDS:
+                name_field, optional_field = _OBJECT_FIELDS[kind]
+                lines.append(f"{l2}{name_field}:\t{src[kind].get('name')}")
+                lines.append(f"{l2}{optional_field}:\t{_go_value(src[kind].get('optional'))}")
     else:
         kinds = sorted(k for k in volume if k != "name")
         lines.append(f"{l2}Type:\t{kinds[0] if kinds else 'unknown'}")

@@ -12,7 +12,7 @@ JupyterLab renders from Markdown and a screen reader or a copy-paste can use as 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from matplotlib.axes import Axes
@@ -118,6 +118,19 @@ def steps_from_trace(events: Iterable[TraceEvent], *, lanes: Sequence[str] = LAN
     return steps
 
 
+# What STS does between the request and its reply, and the lane it asks each time.
+_STS_CHECKS = (
+    ("STS", "parse token"),
+    ("IAM trust check", "find OIDC provider"),
+    ("OIDC discovery", "GET openid-configuration"),
+    ("JWKS", "GET jwks"),
+    ("STS", "verify signature"),
+    ("STS", "check claims"),
+    ("IAM trust check", "evaluate trust policy"),
+)
+_STS_REPLY = Step("STS", "pod/SDK", "AssumeRoleWithWebIdentity reply")
+
+
 def reference_steps(fail: str | None = None, code: str = "AccessDenied") -> list[Step]:
     """The textbook exchange; ``fail`` names a step label whose check fails with ``code``.
 
@@ -128,14 +141,8 @@ def reference_steps(fail: str | None = None, code: str = "AccessDenied") -> list
         Step("kubelet", "token file", "write"),
         Step("pod/SDK", "token file", "read token"),
         Step("pod/SDK", "STS", "AssumeRoleWithWebIdentity"),
-        Step("STS", "STS", "parse token"),
-        Step("STS", "IAM trust check", "find OIDC provider"),
-        Step("STS", "OIDC discovery", "GET openid-configuration"),
-        Step("STS", "JWKS", "GET jwks"),
-        Step("STS", "STS", "verify signature"),
-        Step("STS", "STS", "check claims"),
-        Step("STS", "IAM trust check", "evaluate trust policy"),
-        Step("STS", "pod/SDK", "AssumeRoleWithWebIdentity reply"),
+        *(Step("STS", lane, label) for lane, label in _STS_CHECKS),
+        _STS_REPLY,
         Step("pod/SDK", "S3", "ListBuckets"),
     ]
     if fail is None:
@@ -143,8 +150,8 @@ def reference_steps(fail: str | None = None, code: str = "AccessDenied") -> list
     out: list[Step] = []
     for s in calls:
         if s.label == fail:
-            out.append(Step(s.source, s.target, s.label, False, code))
-            out.append(Step("STS", "pod/SDK", "AssumeRoleWithWebIdentity reply", False, code))
+            out.append(replace(s, ok=False, outcome=code))
+            out.append(replace(_STS_REPLY, ok=False, outcome=code))
             return out
         out.append(s)
     raise ValueError(f"no step named {fail!r}")
@@ -190,42 +197,24 @@ def _draw(ax: Axes, steps: Sequence[Step], title: str, cols: Sequence[str], rows
         weight = "normal" if step.ok else "bold"
         x0, x1 = x[step.source], x[step.target]
         style = "--" if step.reply else "-"
+        width = 1.2 if step.ok else 2.2
+        arrow: dict[str, Any] = {"arrowstyle": "->", "color": color}
         if x0 == x1:  # a check inside one component: a small loop to the right
             ax.plot(
                 [x0, x0 + 0.25, x0 + 0.25],
                 [y + 0.15, y + 0.15, y - 0.15],
                 color=color,
                 linestyle=style,
-                linewidth=1.2 if step.ok else 2.2,
+                linewidth=width,
             )
-            ax.annotate(
-                "",
-                xy=(x0, y - 0.15),
-                xytext=(x0 + 0.25, y - 0.15),
-                arrowprops={
-                    "arrowstyle": "->",
-                    "color": color,
-                    "linewidth": 1.2 if step.ok else 2.2,
-                },
-                gid=f"arrow-{i}",
-            )
+            start, end = (x0 + 0.25, y - 0.15), (x0, y - 0.15)
             tx, ha = x0 + 0.3, "left"
-            end = (x0, y - 0.15)
         else:
-            ax.annotate(
-                "",
-                xy=(x1, y),
-                xytext=(x0, y),
-                arrowprops={
-                    "arrowstyle": "->",
-                    "color": color,
-                    "linestyle": style,
-                    "linewidth": 1.2 if step.ok else 2.2,
-                },
-                gid=f"arrow-{i}",
-            )
+            arrow["linestyle"] = style
+            start, end = (x0, y), (x1, y)
             tx, ha = (x0 + x1) / 2, "center"
-            end = (x1, y)
+        arrow["linewidth"] = width
+        ax.annotate("", xy=end, xytext=start, arrowprops=arrow, gid=f"arrow-{i}")
         ax.text(
             tx,
             y + 0.08,

@@ -15,7 +15,8 @@ blocks callers to refresh from 10 minutes before (mandatory).
 from __future__ import annotations
 
 import io
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Required, TypedDict, Unpack
 
 import ipywidgets as widgets
 from matplotlib.figure import Figure
@@ -26,6 +27,8 @@ from .text import escape, human_duration, utc_text
 __all__ = [
     "ADVISORY_REFRESH_S",
     "MANDATORY_REFRESH_S",
+    "Lifetimes",
+    "SessionTimes",
     "TimelineWidget",
     "credential_state",
     "figure_png",
@@ -40,6 +43,7 @@ ADVISORY_REFRESH_S = 15 * 60
 MANDATORY_REFRESH_S = 10 * 60
 
 FIGSIZE = (9.0, 4.2)
+FIGURE_TITLE = "Token and credential lifetimes"
 # Patterns and words carry the meaning; colours only help.
 _STYLE = {
     "token": {"color": "#4c78a8", "hatch": ""},
@@ -102,42 +106,75 @@ _CRED_WORDS = {
 }
 
 
+class SessionTimes(TypedDict, total=False):
+    """When one STS session starts and ends, and optionally when the kubelet renews the
+    token and how early the SDK refreshes: the keywords every timeline function takes."""
+
+    sts_issued: Required[float]
+    sts_expires: Required[float]
+    renew_at: float | None
+    advisory_s: float
+    mandatory_s: float
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """The token's lifetime and one STS session's, in seconds on the lab clock."""
+
+    token_iat: float
+    token_exp: float
+    sts_issued: float
+    sts_expires: float
+    renew_at: float | None = None
+    advisory_s: float = ADVISORY_REFRESH_S
+    mandatory_s: float = MANDATORY_REFRESH_S
+
+    @property
+    def renewal(self) -> float:
+        """When the kubelet rewrites the token (``renew_at``, else the kubelet's rule)."""
+        if self.renew_at is None:
+            return kubelet_renewal_time(self.token_iat, self.token_exp)
+        return self.renew_at
+
+    def figure(self, now: float | None = None, title: str = FIGURE_TITLE) -> Figure:
+        """What :func:`lifetime_figure` returns."""
+        return _figure(self, now, title)
+
+    def facts(self, now: float | None = None) -> dict[str, Any]:
+        """What :func:`timeline_facts` returns."""
+        iat, renew = self.token_iat, self.renewal
+        issued, expires = self.sts_issued, self.sts_expires
+        advisory_s, mandatory_s = self.advisory_s, self.mandatory_s
+        facts: dict[str, Any] = {
+            "token_ttl_s": int(self.token_exp - iat),
+            "renew_after_s": int(renew - iat),
+            "renew_at": renew,
+            "token_exp": self.token_exp,
+            "sts_duration_s": int(expires - issued),
+            "sts_issued_after_s": int(issued - iat),
+            "advisory_refresh_at": expires - advisory_s,
+            "mandatory_refresh_at": expires - mandatory_s,
+            "advisory_after_issue_s": int(expires - advisory_s - issued),
+            "mandatory_after_issue_s": int(expires - mandatory_s - issued),
+            "sts_expires": expires,
+        }
+        if now is not None:
+            facts["now_after_iat_s"] = int(now - iat)
+            facts["token_state"] = token_state(now, iat, self.token_exp, renew)
+            facts["credential_state"] = credential_state(
+                now, issued, expires, advisory_s=advisory_s, mandatory_s=mandatory_s
+            )
+        return facts
+
+
 def timeline_facts(
-    token_iat: float,
-    token_exp: float,
-    *,
-    renew_at: float | None = None,
-    sts_issued: float,
-    sts_expires: float,
-    advisory_s: float = ADVISORY_REFRESH_S,
-    mandatory_s: float = MANDATORY_REFRESH_S,
-    now: float | None = None,
+    token_iat: float, token_exp: float, *, now: float | None = None, **times: Unpack[SessionTimes]
 ) -> dict[str, Any]:
     """The numbers the figure draws, as seconds (relative ones counted from ``iat``).
 
     With ``now``, also which state the token and the credentials are in then.
     """
-    renew = kubelet_renewal_time(token_iat, token_exp) if renew_at is None else renew_at
-    facts: dict[str, Any] = {
-        "token_ttl_s": int(token_exp - token_iat),
-        "renew_after_s": int(renew - token_iat),
-        "renew_at": renew,
-        "token_exp": token_exp,
-        "sts_duration_s": int(sts_expires - sts_issued),
-        "sts_issued_after_s": int(sts_issued - token_iat),
-        "advisory_refresh_at": sts_expires - advisory_s,
-        "mandatory_refresh_at": sts_expires - mandatory_s,
-        "advisory_after_issue_s": int(sts_expires - advisory_s - sts_issued),
-        "mandatory_after_issue_s": int(sts_expires - mandatory_s - sts_issued),
-        "sts_expires": sts_expires,
-    }
-    if now is not None:
-        facts["now_after_iat_s"] = int(now - token_iat)
-        facts["token_state"] = token_state(now, token_iat, token_exp, renew)
-        facts["credential_state"] = credential_state(
-            now, sts_issued, sts_expires, advisory_s=advisory_s, mandatory_s=mandatory_s
-        )
-    return facts
+    return Lifetimes(token_iat, token_exp, **times).facts(now)
 
 
 def _bar(ax: Any, start: float, end: float, y: float, kind: str, label: str, scale: float) -> None:
@@ -154,32 +191,31 @@ def _bar(ax: Any, start: float, end: float, y: float, kind: str, label: str, sca
     )
 
 
+def _label(ax: Any, x: float, y: float, text: str, gid: str, *, ha: str, va: str) -> None:
+    """A note beside a bar or a line; ``gid`` names it for tests and for the SVG."""
+    ax.text(x, y, text, ha=ha, va=va, fontsize=8, gid=gid)
+
+
 def lifetime_figure(
     token_iat: float,
     token_exp: float,
     *,
-    renew_at: float | None = None,
-    sts_issued: float,
-    sts_expires: float,
-    advisory_s: float = ADVISORY_REFRESH_S,
-    mandatory_s: float = MANDATORY_REFRESH_S,
     now: float | None = None,
-    title: str = "Token and credential lifetimes",
+    title: str = FIGURE_TITLE,
+    **times: Unpack[SessionTimes],
 ) -> Figure:
     """A two-panel figure: the token's day on top, one STS session below.
 
     Returned, not shown (no pyplot state). Every bar and line carries a text label.
     """
-    f = timeline_facts(
-        token_iat,
-        token_exp,
-        renew_at=renew_at,
-        sts_issued=sts_issued,
-        sts_expires=sts_expires,
-        advisory_s=advisory_s,
-        mandatory_s=mandatory_s,
-        now=now,
-    )
+    return Lifetimes(token_iat, token_exp, **times).figure(now, title)
+
+
+def _figure(times: Lifetimes, now: float | None, title: str) -> Figure:
+    token_iat, token_exp = times.token_iat, times.token_exp
+    sts_issued, sts_expires = times.sts_issued, times.sts_expires
+    advisory_s, mandatory_s = times.advisory_s, times.mandatory_s
+    f = times.facts(now)
     fig = Figure(figsize=FIGSIZE, dpi=100, layout="constrained")
     top, bottom = fig.subplots(2, 1, height_ratios=[1.3, 1])
     fig.suptitle(title)
@@ -194,24 +230,10 @@ def lifetime_figure(
     _bar(top, s0, s1, 0, "fresh", "STS session", h)
     top.axvline(renew / h, color="black", linestyle="--", linewidth=1, gid="renewal-line")
     pct = round(100 * renew / ttl) if ttl else 0
-    top.text(
-        renew / h,
-        1.45,
-        f"kubelet renews ({pct} % of TTL, {human_duration(renew)})",
-        ha="center",
-        va="bottom",
-        fontsize=8,
-        gid="renewal-label",
-    )
-    top.text(
-        ttl / h,
-        1.0,
-        f" exp ({human_duration(ttl)})",
-        ha="left",
-        va="center",
-        fontsize=8,
-        gid="token-exp-label",
-    )
+    renews = f"kubelet renews ({pct} % of TTL, {human_duration(renew)})"
+    _label(top, renew / h, 1.45, renews, "renewal-label", ha="center", va="bottom")
+    token_exp_text = f" exp ({human_duration(ttl)})"
+    _label(top, ttl / h, 1.0, token_exp_text, "token-exp-label", ha="left", va="center")
     top.set_yticks([0, 1], ["STS session", "projected token"])
     top.set_ylim(-0.6, 2.5)
     top.set_xlim(0, max(ttl, s1) / h * 1.12)
@@ -224,33 +246,12 @@ def lifetime_figure(
     _bar(bottom, 0, adv, 0, "fresh", "credentials: fresh", m)
     _bar(bottom, adv, man, 0, "advisory", "SDK advisory refresh window (15 min)", m)
     _bar(bottom, man, dur, 0, "mandatory", "SDK mandatory refresh window (10 min)", m)
-    bottom.text(
-        adv / m,
-        0.45,
-        f"advisory\n{human_duration(advisory_s)} before",
-        ha="center",
-        va="bottom",
-        fontsize=8,
-        gid="advisory-label",
-    )
-    bottom.text(
-        man / m,
-        -0.45,
-        f"mandatory\n{human_duration(mandatory_s)} before",
-        ha="center",
-        va="top",
-        fontsize=8,
-        gid="mandatory-label",
-    )
-    bottom.text(
-        dur / m,
-        0.0,
-        f" Expiration ({human_duration(dur)})",
-        ha="left",
-        va="center",
-        fontsize=8,
-        gid="sts-exp-label",
-    )
+    advisory = f"advisory\n{human_duration(advisory_s)} before"
+    _label(bottom, adv / m, 0.45, advisory, "advisory-label", ha="center", va="bottom")
+    mandatory = f"mandatory\n{human_duration(mandatory_s)} before"
+    _label(bottom, man / m, -0.45, mandatory, "mandatory-label", ha="center", va="top")
+    expiration = f" Expiration ({human_duration(dur)})"
+    _label(bottom, dur / m, 0.0, expiration, "sts-exp-label", ha="left", va="center")
     bottom.set_yticks([0], ["STS credentials"])
     bottom.set_ylim(-1.4, 2.2)
     bottom.set_xlim(0, dur / m * 1.25)
@@ -313,25 +314,15 @@ class TimelineWidget(widgets.VBox):
         token_iat: float,
         token_exp: float,
         *,
-        sts_issued: float,
-        sts_expires: float,
-        renew_at: float | None = None,
-        advisory_s: float = ADVISORY_REFRESH_S,
-        mandatory_s: float = MANDATORY_REFRESH_S,
         now_after_iat_s: int = 0,
         step_s: int = 60,
         render: bool = True,
+        **times: Unpack[SessionTimes],
     ) -> None:
-        self.params: dict[str, Any] = {
-            "renew_at": renew_at,
-            "sts_issued": sts_issued,
-            "sts_expires": sts_expires,
-            "advisory_s": advisory_s,
-            "mandatory_s": mandatory_s,
-        }
+        self.lifetimes = Lifetimes(token_iat, token_exp, **times)
         self.token_iat, self.token_exp = token_iat, token_exp
         self.render_images = render
-        end = int(max(token_exp, sts_expires) - token_iat)
+        end = int(max(token_exp, self.lifetimes.sts_expires) - token_iat)
         self.slider = widgets.IntSlider(
             value=now_after_iat_s,
             min=0,
@@ -357,7 +348,7 @@ class TimelineWidget(widgets.VBox):
         self.slider.value = int(value - self.token_iat)
 
     def facts(self) -> dict[str, Any]:
-        return timeline_facts(self.token_iat, self.token_exp, now=self.now, **self.params)
+        return self.lifetimes.facts(self.now)
 
     def state(self) -> dict[str, Any]:
         f = self.facts()
@@ -370,7 +361,7 @@ class TimelineWidget(widgets.VBox):
     def _render(self) -> None:
         f = self.facts()
         if self.render_images:
-            fig = lifetime_figure(self.token_iat, self.token_exp, now=self.now, **self.params)
+            fig = self.lifetimes.figure(self.now)
             self.image.value = figure_png(fig)
         ts, cs = f["token_state"], f["credential_state"]
         self.caption.value = (
