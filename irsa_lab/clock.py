@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
+__all__ = ["Clock", "LAB_EPOCH", "ManualClock", "SystemClock", "iso8601_ms", "rfc3339", "utc"]
+
 
 class Clock(Protocol):
     """Something that tells the time in seconds since the Unix epoch."""

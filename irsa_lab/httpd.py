@@ -22,6 +22,8 @@ from aiohttp import web
 
 from .pki import LOOPBACK
 
+__all__ = ["Served", "ServerLoop", "bind_socket", "free_port"]
+
 T = TypeVar("T")
 
 

@@ -17,6 +17,8 @@ import uuid
 
 from .constants import GENERATE_NAME_ALPHABET
 
+__all__ = ["Ids"]
+
 _UPPER_DIGITS = string.ascii_uppercase + string.digits
 _B64ISH = string.ascii_letters + string.digits + "+/"
 

@@ -22,7 +22,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+__all__ = ["LOOPBACK", "LabCA", "ServerCert", "SigningKey", "key_id", "private_pem", "write_secret"]
+
 LOOPBACK = "127.0.0.1"
+
+# What x509.KeyUsage asks for, in its argument order; a certificate names the ones it sets.
+_KEY_USAGES = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+    "encipher_only",
+    "decipher_only",
+)
 
 
 def private_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
@@ -51,6 +66,30 @@ def key_id(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+def _key_usage(*usages: str) -> x509.KeyUsage:
+    """A KeyUsage extension with ``usages`` set and every other bit clear."""
+    unknown = set(usages) - set(_KEY_USAGES)
+    if unknown:
+        raise ValueError(f"unknown key usage: {sorted(unknown)}")
+    return x509.KeyUsage(**{u: u in usages for u in _KEY_USAGES})
+
+
+def _valid_for_a_year(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+) -> x509.CertificateBuilder:
+    """A certificate builder valid from 5 minutes ago (a little clock skew) for a year."""
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+    )
 
 
 @dataclass(frozen=True)
@@ -87,29 +126,11 @@ class LabCA:
     def create(cls, common_name: str = "irsa-lab CA") -> LabCA:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        now = dt.datetime.now(dt.UTC)
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=365))
+            _valid_for_a_year(name, name, key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
+                _key_usage("digital_signature", "key_cert_sign", "crl_sign"), critical=True
             )
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
@@ -135,49 +156,38 @@ class LabCA:
 
     def issue(self, hosts: tuple[str, ...] = (LOOPBACK, "localhost")) -> ServerCert:
         """A server certificate for ``hosts`` (IP addresses or DNS names)."""
-        key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = []
         for h in hosts:
             try:
                 sans.append(x509.IPAddress(ipaddress.ip_address(h)))
             except ValueError:
                 sans.append(x509.DNSName(h))
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=365))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
+        return self._issue_leaf(
+            [x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])],
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            x509.SubjectAlternativeName(sans),
         )
-        return ServerCert(cert.public_bytes(serialization.Encoding.PEM), private_pem(key))
 
     def issue_client(self, common_name: str, organizations: tuple[str, ...] = ()) -> ServerCert:
         """A client certificate: the API server reads the user from CN, groups from O."""
-        key = ec.generate_private_key(ec.SECP256R1())
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-        now = dt.datetime.now(dt.UTC)
+        return self._issue_leaf(attrs, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    def _issue_leaf(
+        self,
+        subject: list[x509.NameAttribute],
+        usage: x509.ObjectIdentifier,
+        *extensions: x509.ExtensionType,
+    ) -> ServerCert:
+        """A fresh EC key and its end-entity certificate for ``usage``, signed by this CA."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = _valid_for_a_year(x509.Name(subject), self.cert.subject, key.public_key())
+        for extension in extensions:
+            builder = builder.add_extension(extension, critical=False)
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attrs))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                 critical=False,

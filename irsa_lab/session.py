@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from .kube.kubelet import volume_dir
 
 if TYPE_CHECKING:
     from .stack import EmbeddedLab
+
+__all__ = ["BACKENDS", "Lab", "LabError", "close_api_client", "lab", "reset_lab"]
 
 BACKENDS = ("embedded", "k8s", "running", "kind")
 
@@ -55,25 +58,21 @@ def close_api_client(api: Any) -> None:
     api.close()
 
 
+@dataclass(eq=False, repr=False)
 class Lab:
     """Clients and views of a running lab, the same whatever the backend."""
 
-    def __init__(
-        self,
-        endpoints: Mapping[str, Any],
-        state_dir: Path,
-        *,
-        backend: str,
-        embedded: EmbeddedLab | None = None,
-        owned: Any = None,
-    ) -> None:
-        self.endpoints = dict(endpoints)
-        self.state_dir = state_dir
-        self.backend = backend
-        self.embedded = embedded
-        # A stack this process started and stops on close (the k8s backend's).
-        self.owned = owned
-        self._api: Any = None
+    endpoints: dict[str, Any]
+    state_dir: Path
+    _: KW_ONLY
+    backend: str
+    embedded: EmbeddedLab | None = None
+    # A stack this process started and stops on close (the k8s backend's).
+    owned: Any = None
+    _api: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.endpoints = dict(self.endpoints)
 
     # -- Kubernetes ---------------------------------------------------------------------
     @property

@@ -1,10 +1,11 @@
 """The embedded stack: every stand-in of the IRSA chain, wired together on loopback.
 
 :class:`EmbeddedLab` starts the servers on one :class:`~irsa_lab.httpd.ServerLoop`,
-seeds the default scenario of DESIGN.md and writes ``kubeconfig`` and
-``endpoints.json`` into the state directory, where ``irsa-lab exec``, kubectl, boto3
-and the aws CLI find them. Pass ``seed`` (and optionally ``clock``) for a lab that
-shows the same uids, names, keys and claims on every run.
+seeds the default scenario (:func:`~irsa_lab.aws.scenario.seed_default`) and
+writes ``kubeconfig`` and ``endpoints.json`` into the state directory, where
+``irsa-lab exec``, kubectl, boto3 and the aws CLI find them. Pass ``seed`` (and
+optionally ``clock``) for a lab that shows the same uids, names, keys and claims on
+every run.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import os
 import shutil
 import ssl
 import threading
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from . import constants as C
 from .aws import iam as iam_mod
@@ -25,7 +26,7 @@ from .aws import s3 as s3_mod
 from .aws import sts as sts_mod
 from .aws.model import Account
 from .aws.oidc_client import OidcKeyFetcher
-from .aws.scenario import seed_default
+from .aws.scenario import DefaultScenario, seed_default
 from .clock import LAB_EPOCH, Clock, ManualClock, SystemClock
 from .httpd import ServerLoop
 from .ids import Ids
@@ -37,15 +38,29 @@ from .kube.tokens import TokenIssuer, eks_issuer
 from .pki import LabCA, SigningKey, write_secret
 from .trace import Trace, facts_path
 from .webhook import server as webhook_server
-from .webhook.cache import ApiServerWatcher
 from .webhook.config import pod_identity_webhook_configuration
+from .webhook.service_account_watcher import ApiServerWatcher
 from .webhook.settings import LAB_LOOKUP_GRACE_PERIOD_S, WebhookSettings
+
+__all__ = [
+    "AwsHandle",
+    "AwsSide",
+    "DEFAULT_SEED",
+    "EmbeddedLab",
+    "Endpoints",
+    "StartsOnce",
+    "WithAwsSide",
+    "default_state_dir",
+    "lab_clock",
+    "remove_state",
+    "start_aws_for_issuer",
+]
 
 DEFAULT_SEED = 20240327
 
 
 def default_state_dir() -> Path:
-    """``$IRSA_LAB_STATE_DIR``, else ``~/.irsa-lab`` (DESIGN.md, CLI contract)."""
+    """``$IRSA_LAB_STATE_DIR``, else ``~/.irsa-lab`` (the CLI's ``--state-dir`` default)."""
     env = os.environ.get("IRSA_LAB_STATE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".irsa-lab"
 
@@ -102,6 +117,7 @@ class Endpoints:
         }
 
 
+@dataclass(eq=False, repr=False)
 class AwsSide:
     """The AWS stand-ins of one account (STS, IAM, S3, IMDS), trusting one issuer.
 
@@ -110,30 +126,25 @@ class AwsSide:
     that server's certificate. The default scenario is seeded into the account.
     """
 
-    def __init__(
-        self,
-        loop: ServerLoop,
-        *,
-        tls: ssl.SSLContext,
-        issuer: str,
-        resolve: dict[str, str],
-        discovery_ssl: ssl.SSLContext,
-        clock: Clock,
-        wall_clock: Clock,
-        ids: Ids,
-        trace: Trace,
-    ) -> None:
-        self.loop = loop
-        self._tls = tls
-        self.issuer = issuer
-        self.clock = clock
-        self.wall_clock = wall_clock
-        self.ids = ids
-        self.trace = trace
-        self.account = Account(C.ACCOUNT_ID, clock=clock, ids=ids)
-        self.fetcher = OidcKeyFetcher(resolve, discovery_ssl, clock, trace)
-        self.imds_settings = imds_mod.ImdsSettings()
-        self.urls: dict[str, str] = {}
+    loop: ServerLoop
+    _: KW_ONLY
+    tls: ssl.SSLContext
+    issuer: str
+    resolve: InitVar[dict[str, str]]
+    discovery_ssl: InitVar[ssl.SSLContext]
+    clock: Clock
+    wall_clock: Clock
+    ids: Ids
+    trace: Trace
+    account: Account = field(init=False)
+    fetcher: OidcKeyFetcher = field(init=False)
+    scenario: DefaultScenario = field(init=False)  # seeded by start()
+    imds_settings: imds_mod.ImdsSettings = field(default_factory=imds_mod.ImdsSettings, init=False)
+    urls: dict[str, str] = field(default_factory=dict, init=False)
+
+    def __post_init__(self, resolve: dict[str, str], discovery_ssl: ssl.SSLContext) -> None:
+        self.account = Account(C.ACCOUNT_ID, clock=self.clock, ids=self.ids)
+        self.fetcher = OidcKeyFetcher(resolve, discovery_ssl, self.clock, self.trace)
 
     def endpoints(
         self,
@@ -177,12 +188,12 @@ class AwsSide:
             trace=trace,
             region=C.REGION,
         )
-        self.urls["sts"] = serve("sts", sts_app, tls=self._tls).url
+        self.urls["sts"] = serve("sts", sts_app, tls=self.tls).url
         self.urls["iam"] = serve(
-            "iam", iam_mod.make_app(acct, trace=trace, wall_clock=wall), tls=self._tls
+            "iam", iam_mod.make_app(acct, trace=trace, wall_clock=wall), tls=self.tls
         ).url
         self.urls["s3"] = serve(
-            "s3", s3_mod.make_app(acct, trace=trace, wall_clock=wall), tls=self._tls
+            "s3", s3_mod.make_app(acct, trace=trace, wall_clock=wall), tls=self.tls
         ).url
         # IMDS is plain HTTP, as on EC2. It is served twice: as the node reaches it,
         # and as a container behind the pod network's bridge does (one more hop).
@@ -262,7 +273,104 @@ def start_aws_for_issuer(
     return AwsHandle(side, loop, endpoints)
 
 
-class EmbeddedLab:
+class StartsOnce:
+    """A stack that starts once and stops once, from any thread.
+
+    A subclass creates ``_lock`` in ``__init__`` and gives :meth:`_start` (bring
+    everything up) and :meth:`_teardown` (take it down); a start that fails half-way
+    is undone by :meth:`_abort`, which tears down by default.
+    """
+
+    _lock: threading.Lock
+    _started: bool = False
+
+    def start(self) -> Self:
+        with self._lock:
+            if self._started:
+                return self
+            try:
+                self._start()
+            except BaseException:
+                self._abort()
+                raise
+            self._started = True
+        return self
+
+    def stop(self) -> None:
+        """Stop every server and background task."""
+        with self._lock:
+            if not self._started:
+                return
+            self._started = False
+            self._teardown()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _teardown(self) -> None:
+        raise NotImplementedError
+
+    def _abort(self) -> None:
+        self._teardown()
+
+
+class WithAwsSide:
+    """A lab whose AWS stand-ins run on its own server loop, trusting its issuer.
+
+    The embedded and the k8s backends start their :class:`AwsSide` here; the lab's
+    ``account``, ``scenario``, ``imds_settings`` and ``fetcher`` (STS's cache of the
+    issuer's keys) are the AWS side's.
+    """
+
+    loop: ServerLoop
+    ca: LabCA
+    issuer_url: str
+    clock: Clock
+    ids: Ids
+    trace: Trace
+    aws: AwsSide
+
+    def start_aws_side(
+        self, *, tls: ssl.SSLContext, resolve: dict[str, str], wall_clock: Clock
+    ) -> AwsSide:
+        """Start STS, IAM, S3 and IMDS; ``resolve`` says where the issuer's documents are."""
+        self.aws = AwsSide(
+            self.loop,
+            tls=tls,
+            issuer=self.issuer_url,
+            resolve=resolve,
+            discovery_ssl=self.ca.client_context(),
+            clock=self.clock,
+            wall_clock=wall_clock,
+            ids=self.ids,
+            trace=self.trace,
+        ).start()
+        return self.aws
+
+    @property
+    def account(self) -> Account:
+        return self.aws.account
+
+    @property
+    def scenario(self) -> DefaultScenario:
+        return self.aws.scenario
+
+    @property
+    def imds_settings(self) -> imds_mod.ImdsSettings:
+        return self.aws.imds_settings
+
+    @property
+    def fetcher(self) -> OidcKeyFetcher:
+        return self.aws.fetcher
+
+
+class EmbeddedLab(StartsOnce, WithAwsSide):
     """Every stand-in of the chain, running in this process on loopback.
 
     ``seed`` fixes ids, issuer, keys and secrets; ``clock`` is the lab's clock (token
@@ -290,18 +398,6 @@ class EmbeddedLab:
         self._lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------
-    def start(self) -> EmbeddedLab:
-        with self._lock:
-            if self._started:
-                return self
-            try:
-                self._start()
-            except BaseException:
-                self.loop.stop()
-                raise
-            self._started = True
-        return self
-
     def _start(self) -> None:
         state = self.state_dir
         state.mkdir(parents=True, exist_ok=True)
@@ -324,21 +420,7 @@ class EmbeddedLab:
 
         # AWS side, trusting this cluster's issuer through the local OIDC host.
         issuer_origin = self.issuer_url.split("/id/")[0]
-        self.aws = AwsSide(
-            self.loop,
-            tls=ctx,
-            issuer=self.issuer_url,
-            resolve={issuer_origin: oidc.url},
-            discovery_ssl=self.ca.client_context(),
-            clock=self.clock,
-            wall_clock=self.wall_clock,
-            ids=self.ids,
-            trace=self.trace,
-        ).start()
-        self.account = self.aws.account
-        self.scenario = self.aws.scenario
-        self.imds_settings = self.aws.imds_settings
-        self.fetcher = self.aws.fetcher  # STS's cache of the issuer's keys
+        self.start_aws_side(tls=ctx, resolve={issuer_origin: oidc.url}, wall_clock=self.wall_clock)
 
         # Kubernetes side.
         self.api_token = self.ids.secret_token(48)
@@ -445,23 +527,16 @@ class EmbeddedLab:
             pod_identity_webhook_configuration(ca_bundle_pem=self.ca.cert_pem)
         )
 
-    def stop(self) -> None:
+    def _teardown(self) -> None:
         """Stop every server and background task; leaves the state directory in place."""
-        with self._lock:
-            if not self._started:
-                return
-            self._started = False
-            try:
-                self.loop.call(self.sa_cache.stop())
-            finally:
-                self.loop.stop()
-            (self.state_dir / "endpoints.json").unlink(missing_ok=True)
+        try:
+            self.loop.call(self.sa_cache.stop())
+        finally:
+            self.loop.stop()
+        (self.state_dir / "endpoints.json").unlink(missing_ok=True)
 
-    def __enter__(self) -> EmbeddedLab:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _abort(self) -> None:
+        self.loop.stop()
 
     # -- for people ------------------------------------------------------------------------
     def summary(self) -> str:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 import subprocess
 import sys
+import typing
+
+import pytest
 
 import irsa_lab
 
@@ -11,6 +17,34 @@ import irsa_lab
 def test_the_package_exports_only_the_version_and_the_one_call() -> None:
     assert irsa_lab.__all__ == ["__version__", "lab"]
     assert callable(irsa_lab.lab)
+
+
+def test_lab_is_typed_to_return_the_lab_and_takes_what_the_session_takes() -> None:
+    from irsa_lab.session import Lab
+    from irsa_lab.session import lab as session_lab
+
+    assert typing.get_type_hints(irsa_lab.lab, localns={"Lab": Lab})["return"] is Lab
+    assert inspect.signature(irsa_lab.lab) == inspect.signature(session_lab)
+
+
+def _public_modules() -> list[str]:
+    """Every module of the package but ``__main__`` entry points and ``_private`` ones."""
+    found = ["irsa_lab"]
+    for info in pkgutil.walk_packages(irsa_lab.__path__, "irsa_lab."):
+        last = info.name.rsplit(".", 1)[-1]
+        if last == "__main__" or last.startswith("_"):
+            continue
+        found.append(info.name)
+    return sorted(found)
+
+
+@pytest.mark.parametrize("name", _public_modules())
+def test_every_public_module_declares_all_and_defines_what_it_lists(name: str) -> None:
+    module = importlib.import_module(name)
+    declared = getattr(module, "__all__", None)
+    assert declared is not None, f"{name} has no __all__"
+    missing = [n for n in declared if not hasattr(module, n)]
+    assert not missing, f"{name}.__all__ lists names it does not define: {missing}"
 
 
 def test_importing_the_package_starts_no_server_and_loads_no_heavy_client() -> None:

@@ -25,6 +25,33 @@ from ..constants import (
 )
 from ..doctor import Check
 
+__all__ = [
+    "BLOCKING",
+    "CGROUPS",
+    "CGROUP_ROOT",
+    "DOCKER",
+    "DOCKER_INSTALL_URL",
+    "FIX_KIND",
+    "FIX_START_DOCKER",
+    "INSTANCES",
+    "KIND",
+    "KIND_INSTALL_URL",
+    "KUBECTL",
+    "KUBECTL_INSTALL_URL",
+    "PROC_INOTIFY",
+    "WATCHES",
+    "backend_summary",
+    "blocking",
+    "check_cgroups",
+    "check_docker",
+    "check_inotify",
+    "check_kind",
+    "check_kubectl",
+    "docker_info",
+    "kind_checks",
+    "parse_kind_version",
+]
+
 KIND_INSTALL_URL = "https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
 KUBECTL_INSTALL_URL = "https://kubernetes.io/docs/tasks/tools/"
 DOCKER_INSTALL_URL = "https://docs.docker.com/engine/install/"

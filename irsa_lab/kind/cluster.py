@@ -60,6 +60,26 @@ from .manifests import (
     why_not_mutated,
 )
 
+__all__ = [
+    "BACKEND",
+    "CREATE_TIMEOUT_S",
+    "DISCOVERY_TIMEOUT_S",
+    "EMBEDDED_INSTEAD",
+    "FetchJson",
+    "KindError",
+    "KindLab",
+    "MUTATION_TIMEOUT_S",
+    "ROLLOUT_TIMEOUT_S",
+    "Runner",
+    "StartAws",
+    "cluster_ca_pem",
+    "failed_prerequisites",
+    "fetch_json_anonymously",
+    "kind_down",
+    "kind_endpoints",
+    "kind_up",
+]
+
 BACKEND = "kind"
 CREATE_TIMEOUT_S = 600
 ROLLOUT_TIMEOUT_S = 300

@@ -42,6 +42,26 @@ from ..constants import (
     KIND_VERSION_PINNED,
 )
 
+__all__ = [
+    "AUDIT_LOG_DIR",
+    "AUDIT_LOG_FILE",
+    "AUDIT_POLICY_FILE",
+    "AUDIT_POLICY_PATH",
+    "HEADER",
+    "KIND_API_VERSION",
+    "PLACEHOLDER_KEYS_DIR",
+    "PUBLIC_KEY_PATH",
+    "SIGNING_KEY_PATH",
+    "api_server_args",
+    "audit_policy",
+    "audit_policy_text",
+    "cluster_configuration_patch",
+    "kind_config",
+    "kind_config_text",
+    "main",
+    "validate_kind_config",
+]
+
 KIND_API_VERSION = "kind.x-k8s.io/v1alpha4"
 # What the repo's kind-config.yaml shows where the state folder's absolute path goes:
 # kind needs an absolute host path, which only exists once `irsa-lab kind up` runs.

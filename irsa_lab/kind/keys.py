@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from ..constants import KIND_JWKS_FILE, KIND_PUBLIC_KEY_FILE, KIND_SIGNING_KEY_FILE
 from ..pki import SigningKey, write_secret
 
+__all__ = ["KindKeys", "ensure_keys", "jwks", "load_keys", "main", "public_pem", "write_keys"]
+
 
 def jwks(key: SigningKey) -> dict[str, Any]:
     """The JWK Set the API server publishes for ``key``: one RS256 signing key."""

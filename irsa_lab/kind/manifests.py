@@ -47,6 +47,21 @@ from ..constants import (
 )
 from ..pki import LabCA, ServerCert
 
+__all__ = [
+    "Manifest",
+    "WEBHOOK_PORT",
+    "discovery_rbac",
+    "issue_serving_cert",
+    "mutating_webhook_configuration",
+    "probe_pod",
+    "scenario_manifests",
+    "to_yaml",
+    "webhook_args",
+    "webhook_dns_names",
+    "webhook_manifests",
+    "why_not_mutated",
+]
+
 Manifest = dict[str, Any]
 _APP = {"app": KIND_WEBHOOK_SERVICE}
 WEBHOOK_PORT = 443

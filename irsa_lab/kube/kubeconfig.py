@@ -8,13 +8,18 @@ The file holds a credential, so it is written owner-only (0600), as kubectl does
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 import yaml
 
 from ..constants import CLUSTER_NAME, NAMESPACE
 from ..pki import write_secret
+
+__all__ = ["CONTEXT", "USER", "kubeconfig", "write_kubeconfig"]
+
+P = ParamSpec("P")
 
 CONTEXT = "irsa-lab"
 USER = "irsa-lab-admin"
@@ -64,26 +69,20 @@ def kubeconfig(
     }
 
 
-def write_kubeconfig(
-    path: Path | str,
-    server: str,
-    ca_pem: bytes,
-    token: str | None = None,
-    *,
-    namespace: str = NAMESPACE,
-    client_cert_pem: bytes | None = None,
-    client_key_pem: bytes | None = None,
-) -> Path:
-    """Write the kubeconfig to ``path`` (0600) and return the path."""
-    path = Path(path)
-    doc = kubeconfig(
-        server,
-        ca_pem,
-        token,
-        namespace=namespace,
-        client_cert_pem=client_cert_pem,
-        client_key_pem=client_key_pem,
+def _written(build: Callable[P, dict[str, Any]]) -> Callable[Concatenate[Path | str, P], Path]:
+    """A writer that takes ``build``'s arguments after a path and writes its document."""
+
+    def write(path: Path | str, /, *args: P.args, **kwargs: P.kwargs) -> Path:
+        path = Path(path)
+        write_secret(path, yaml.safe_dump(build(*args, **kwargs), sort_keys=False).encode())
+        return path
+
+    write.__name__ = write.__qualname__ = f"write_{build.__name__}"
+    write.__doc__ = (
+        f"Write :func:`{build.__name__}` (its arguments after the path) to ``path`` "
+        "(0600) and return the path."
     )
-    text = yaml.safe_dump(doc, sort_keys=False)
-    write_secret(path, text.encode())
-    return path
+    return write
+
+
+write_kubeconfig = _written(kubeconfig)

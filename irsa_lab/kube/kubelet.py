@@ -213,41 +213,30 @@ class Renewal:
     payload_dir: Path
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class Kubelet:
     """Mounts projected volumes for pods, renews their tokens, reports them Running."""
 
-    def __init__(
-        self,
-        *,
-        root: Path,
-        request_token: Callable[[str, str, dict[str, Any]], dict[str, Any]],
-        ca_pem: bytes,
-        clock: Clock,
-        ids: Ids,
-        trace: Trace,
-        set_status: Callable[[str, str, dict[str, Any]], None] | None = None,
-        node_name: str = NODE_NAME,
-        pod_ip: str = "127.0.0.1",
-        host_ip: str = "127.0.0.1",
-        max_jitter_s: float | None = None,
-    ) -> None:
-        self.root = Path(root)
-        self.node_name = node_name
-        self.pod_ip = pod_ip
-        self.host_ip = host_ip
-        self._request_token = request_token
-        self._ca_pem = ca_pem
-        self._clock = clock
-        self._ids = ids
-        self.trace = trace
-        self._set_status = set_status
-        # The real token manager adds 0-10 s of random jitter; a seeded lab keeps the
-        # thresholds exact so its timeline is the same on every run.
-        self.max_jitter_s = (
-            (0.0 if ids.seeded else MAX_JITTER_S) if max_jitter_s is None else max_jitter_s
-        )
-        self._pods: dict[str, _Pod] = {}
-        self._lock = threading.RLock()
+    root: Path
+    request_token: Callable[[str, str, dict[str, Any]], dict[str, Any]]
+    ca_pem: bytes
+    clock: Clock
+    ids: Ids
+    trace: Trace
+    set_status: Callable[[str, str, dict[str, Any]], None] | None = None
+    node_name: str = NODE_NAME
+    pod_ip: str = "127.0.0.1"
+    host_ip: str = "127.0.0.1"
+    # The real token manager adds 0-10 s of random jitter; a seeded lab keeps the
+    # thresholds exact so its timeline is the same on every run (None: that choice).
+    max_jitter_s: float | None = None
+    _pods: dict[str, _Pod] = field(default_factory=dict, init=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        if self.max_jitter_s is None:
+            self.max_jitter_s = 0.0 if self.ids.seeded else MAX_JITTER_S
 
     # -- paths ------------------------------------------------------------------
     def host_path(self, pod: dict[str, Any], volume_name: str) -> Path:
@@ -354,10 +343,11 @@ class Kubelet:
         # clock went backwards; never when the server did not echo expirationSeconds.
         if tok.ttl is None:
             return False
-        now = self._clock.now()
+        now = self.clock.now()
         jitter = 0.0
-        if self.max_jitter_s > 0:
-            jitter = self.max_jitter_s * int(self._ids.digits(3)) / 999
+        max_jitter_s = self.max_jitter_s or 0.0  # set by __post_init__
+        if max_jitter_s > 0:
+            jitter = max_jitter_s * int(self.ids.digits(3)) / 999
         if now < tok.issued_at:
             return True
         if now > tok.issued_at + KUBELET_REFRESH_MAX_AGE_S - jitter:
@@ -435,7 +425,7 @@ class Kubelet:
         }
         started = time.perf_counter()
         try:
-            resp = self._request_token(ns, sa, body)
+            resp = self.request_token(ns, sa, body)
         except Exception as exc:  # any failure keeps the old token (§1.5)
             reason = str(getattr(exc, "reason", "") or type(exc).__name__)
             self.trace.record(
@@ -503,13 +493,13 @@ class Kubelet:
     def _config_map(self, name: str) -> dict[str, bytes] | None:
         # Only the root CA config map exists in the lab: the one every namespace gets.
         if name == "kube-root-ca.crt":
-            return {"ca.crt": self._ca_pem}
+            return {"ca.crt": self.ca_pem}
         return None
 
     def _write_volume(self, rec: _Pod, name: str, *, renewal: bool) -> Path | None:
         vol = next(v for v in self._projected_volumes(rec.pod) if v["name"] == name)
         target = volume_dir(self.root, rec.pod["metadata"]["uid"], name)
-        new = write_atomic(target, self._payload(rec, vol), now=self._clock.now(), ids=self._ids)
+        new = write_atomic(target, self._payload(rec, vol), now=self.clock.now(), ids=self.ids)
         if new is not None:
             rec.payload_dirs[name] = new
             self.trace.record(
@@ -540,11 +530,11 @@ class Kubelet:
 
     def _report(self, rec: _Pod, error: str | None) -> None:
         """Send the pod's status: Running once mounted, else Pending/ContainerCreating."""
-        now = rfc3339(self._clock.now())
+        now = rfc3339(self.clock.now())
         ready = error is None
         rec.running = ready
         phase = "Running" if ready else "Pending"
-        if self._set_status is None or rec.reported == phase:
+        if self.set_status is None or rec.reported == phase:
             return
         rec.reported = phase
         rec.start_time = rec.start_time or now
@@ -567,7 +557,7 @@ class Kubelet:
                     "image": c.get("image", ""),
                     "imageID": "",
                     # No container runtime runs here; the id says so.
-                    "containerID": "irsa-lab://" + self._ids.hex(64).lower() if ready else None,
+                    "containerID": "irsa-lab://" + self.ids.hex(64).lower() if ready else None,
                     "ready": ready,
                     "started": ready,
                     "restartCount": 0,
@@ -599,7 +589,7 @@ class Kubelet:
             # A pod gets its IP once its sandbox runs.
             del status["podIP"], status["podIPs"]
         meta = rec.pod["metadata"]
-        self._set_status(meta["namespace"], meta["name"], status)
+        self.set_status(meta["namespace"], meta["name"], status)
         self.trace.record(
             "kubelet",
             "apiserver",

@@ -20,6 +20,7 @@ import http.client
 import socket
 import threading
 import time
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from ..clock import Clock, rfc3339
@@ -74,32 +75,23 @@ def node_object(name: str, version: str, ip: str = "127.0.0.1") -> dict[str, Any
     }
 
 
+@dataclass(eq=False, repr=False)
 class NodeAgent:
     """Runs a :class:`Kubelet` against a real API server, on its own threads."""
 
-    def __init__(
-        self,
-        rest: KubeRest,
-        kubelet: Kubelet,
-        *,
-        clock: Clock,
-        trace: Trace,
-        version: str,
-        node_name: str = NODE_NAME,
-        renew_interval: float = 1.0,
-    ) -> None:
-        self.rest = rest
-        self.kubelet = kubelet
-        self.clock = clock
-        self.trace = trace
-        self.version = version
-        self.node_name = node_name
-        self.renew_interval = renew_interval
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._watch_conn: list[http.client.HTTPSConnection] = []
-        self._synced: dict[str, str] = {}  # uid -> resourceVersion handled
-        self.errors: list[str] = []
+    rest: KubeRest
+    kubelet: Kubelet
+    _: KW_ONLY
+    clock: Clock
+    trace: Trace
+    version: str
+    node_name: str = NODE_NAME
+    renew_interval: float = 1.0
+    errors: list[str] = field(default_factory=list, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _threads: list[threading.Thread] = field(default_factory=list, init=False)
+    _watch_conn: list[http.client.HTTPSConnection] = field(default_factory=list, init=False)
+    _synced: dict[str, str] = field(default_factory=dict, init=False)  # uid -> resourceVersion
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> NodeAgent:

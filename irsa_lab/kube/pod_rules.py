@@ -38,6 +38,27 @@ from .status import (
     value_invalid,
 )
 
+__all__ = [
+    "DEFAULT_MODE",
+    "DEPRECATED_NODE_LABELS",
+    "KUBE_API_ACCESS_EXPIRATION_S",
+    "NAMESPACE_SHAPE",
+    "POD_SHAPE",
+    "SECCOMP_CONTAINER_ANNOTATION_PREFIX",
+    "SECCOMP_POD_ANNOTATION",
+    "SERVICE_ACCOUNT_SHAPE",
+    "Obj",
+    "apply_pod_defaults",
+    "check_shape",
+    "default_tolerations",
+    "kube_api_access_volume",
+    "pod_warnings",
+    "priority_admission",
+    "service_account_admission",
+    "validate_name",
+    "validate_pod",
+]
+
 Obj = dict[str, Any]
 
 # The ServiceAccount admission plugin's token lifetime: one hour plus 7 s, the value
@@ -523,6 +544,20 @@ def _validate_projection(vol: Obj, field: str) -> list[StatusCause]:
     return causes
 
 
+def _unique_name(item: Obj, f: str, seen: set[str]) -> list[StatusCause]:
+    """The causes against ``item``'s name: required, a DNS label, unique among ``seen``.
+
+    A valid new name is added to ``seen``.
+    """
+    name = item.get("name")
+    if not name:
+        return [required(f"{f}.name")]
+    if name in seen:
+        return [duplicate(f"{f}.name", name)]
+    seen.add(name)
+    return validate_name(name, label=True, field=f"{f}.name")
+
+
 def validate_pod(pod: Obj) -> None:
     """Raise a 422 ``Invalid`` for a pod the real server would refuse (the subset in §6.1)."""
     meta = pod.get("metadata") or {}
@@ -533,14 +568,7 @@ def validate_pod(pod: Obj) -> None:
     vol_names: set[str] = set()
     for i, vol in enumerate(volumes):
         f = f"spec.volumes[{i}]"
-        vname = vol.get("name")
-        if not vname:
-            causes.append(required(f"{f}.name"))
-        elif vname in vol_names:
-            causes.append(duplicate(f"{f}.name", vname))
-        else:
-            causes.extend(c for c in validate_name(vname, label=True, field=f"{f}.name"))
-            vol_names.add(vname)
+        causes.extend(_unique_name(vol, f, vol_names))
         causes.extend(_validate_projection(vol, f))
     containers = spec.get("containers") or []
     if not containers:
@@ -549,14 +577,7 @@ def validate_pod(pod: Obj) -> None:
     for group in ("initContainers", "containers"):
         for i, c in enumerate(spec.get(group) or []):
             f = f"spec.{group}[{i}]"
-            cname = c.get("name")
-            if not cname:
-                causes.append(required(f"{f}.name"))
-            elif cname in seen:
-                causes.append(duplicate(f"{f}.name", cname))
-            else:
-                causes.extend(validate_name(cname, label=True, field=f"{f}.name"))
-                seen.add(cname)
+            causes.extend(_unique_name(c, f, seen))
             if not c.get("image"):
                 causes.append(required(f"{f}.image"))
             env_names: set[str] = set()
