@@ -79,6 +79,17 @@ class Credential:
     expiration: float | None = None  # wall-clock epoch seconds
     role_name: str | None = None
     source: str = ""  # "sts:AssumeRoleWithWebIdentity", "imds", "admin"
+    # What the session carries besides its role (IAM User Guide, "Session policies",
+    # "Passing session tags in STS", "Monitor and control actions taken with assumed
+    # roles"): the session policies (inline ``Policy`` and the documents of
+    # ``PolicyArns``, each (label, JSON)), the session tags, the source identity, when
+    # the session was issued and, for a web-identity session, the provider that vouched.
+    session_policies: list[tuple[str, str]] | None = None  # None: no session policy passed
+    session_tags: dict[str, str] = field(default_factory=dict)
+    source_identity: str | None = None
+    issued_at: float | None = None  # wall-clock epoch seconds
+    federated_provider: str | None = None  # the IAM OIDC provider ARN
+    region: str = ""  # the region the session was requested in
 
 
 class Account:
