@@ -7,8 +7,9 @@ around it. Every request takes the same path:
 2. the form is parsed, query string first, then the ``POST`` body
    (:func:`.query.parse_query`);
 3. the caller is authenticated, when the service wants it for every call: IAM does
-   (SigV4, :mod:`.sigv4`); STS does not, since ``AssumeRoleWithWebIdentity`` is
-   unsigned, and its ``GetCallerIdentity`` authenticates inside the operation;
+   (SigV4, :mod:`.sigv4`, in the ``Authorization`` header or a presigned query
+   string); STS does not, since ``AssumeRoleWithWebIdentity`` is unsigned, and its
+   ``GetCallerIdentity`` authenticates inside the operation;
 4. ``Action`` picks the operation (``MissingAction``; ``InvalidAction`` for an
    unknown operation or another ``Version``);
 5. the operation returns the inside of ``<ActionResult>`` (or ``None`` for none);

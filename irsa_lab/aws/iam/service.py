@@ -389,7 +389,10 @@ async def _serve(account: Account, call: QueryCall) -> str | None:
 def make_app(account: Account, *, trace: Trace, wall_clock: Clock) -> web.Application:
     """The IAM query API as an aiohttp app (serve it over HTTPS with ``ServerLoop``).
 
-    Every call is signed (SigV4, service ``iam``) and recorded in the trace.
+    Every call is signed (SigV4, service ``iam``, scoped to ``us-east-1`` or the lab's
+    region: :func:`~irsa_lab.aws.endpoint.signing_regions` says why) and recorded in
+    the trace. The body IAM hashes is the one it received, so a body changed after
+    signing is ``SignatureDoesNotMatch`` whatever ``X-Amz-Content-SHA256`` claims.
     ``wall_clock`` judges signature freshness and session expiry (botocore signs
     with the real time); ``account.clock`` stamps what IAM creates.
     """
