@@ -646,9 +646,70 @@ def test_a_single_valued_operator_on_a_multivalued_key_passes_if_any_value_match
     assert not negated.passed and "passes here when none of them matches" in negated.note
 
 
-def test_policy_variables_are_compared_as_written_and_the_note_says_so() -> None:
-    result = one_condition("StringLike", "s3:prefix", "${aws:username}/*", {"s3:prefix": "alice/x"})
-    assert not result.passed and "not substituted in this lab" in result.note
+def test_a_policy_variable_is_replaced_by_the_request_value_and_the_note_says_so() -> None:
+    keys = {"s3:prefix": "alice/x", "aws:username": "alice"}
+    result = one_condition("StringLike", "s3:prefix", "${aws:username}/*", keys)
+    assert result.passed and result.expected == ["alice/*"]
+    assert "${aws:username} is 'alice'" in result.note
+
+
+def test_a_policy_variable_with_no_value_matches_nothing_so_only_negations_pass() -> None:
+    keys = {"s3:prefix": "alice/x"}
+    result = one_condition("StringLike", "s3:prefix", "${aws:username}/*", keys)
+    assert not result.passed and "has no value" in result.note
+    assert one_condition("StringNotLike", "s3:prefix", "${aws:username}/*", keys).passed
+
+
+def test_a_default_stands_in_for_a_missing_key_and_escapes_are_literal() -> None:
+    keys = {"s3:prefix": "team-company-wide"}
+    assert one_condition(
+        "StringEquals", "s3:prefix", "team-${aws:PrincipalTag/team, 'company-wide'}", keys
+    ).passed
+    # ${*} is a literal star: under StringLike it matches only '*' itself.
+    assert one_condition("StringLike", "s3:prefix", "a${*}", {"s3:prefix": "a*"}).passed
+    assert not one_condition("StringLike", "s3:prefix", "a${*}", {"s3:prefix": "ab"}).passed
+    assert one_condition("StringEquals", "s3:prefix", "${$}{x}${?}", {"s3:prefix": "${x}?"}).passed
+
+
+def test_a_substituted_value_never_acts_as_a_wildcard() -> None:
+    keys = {"s3:prefix": "anything", "aws:PrincipalTag/team": "*"}
+    assert not one_condition("StringLike", "s3:prefix", "${aws:PrincipalTag/team}", keys).passed
+
+
+def test_variables_are_literal_in_a_2008_policy_and_the_note_says_so() -> None:
+    doc = {
+        "Version": "2008-10-17",
+        "Statement": {
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"s3:prefix": "${aws:username}"}},
+        },
+    }
+    literal = {"s3:prefix": "${aws:username}", "aws:username": "alice"}
+    ctx = RequestContext("s3:GetObject", f"arn:aws:s3:::{BUCKET}/k", keys=literal)
+    decision = evaluate([("inline:old", doc)], ctx)
+    assert decision.allowed
+    assert "compared as written" in decision.statements[0].conditions[0].note
+
+
+def test_variables_in_resource_are_replaced_and_one_with_no_value_covers_nothing() -> None:
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": {
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{BUCKET}/${{aws:PrincipalAccount}}/*",
+        },
+    }
+    keys = {"aws:PrincipalAccount": ACCOUNT_ID}
+    mine = RequestContext("s3:GetObject", f"arn:aws:s3:::{BUCKET}/{ACCOUNT_ID}/k", keys=keys)
+    other = RequestContext("s3:GetObject", f"arn:aws:s3:::{BUCKET}/111122223333/k", keys=keys)
+    assert evaluate([("p", doc)], mine).allowed
+    assert not evaluate([("p", doc)], other).allowed
+    no_key = RequestContext("s3:GetObject", f"arn:aws:s3:::{BUCKET}/{ACCOUNT_ID}/k")
+    denied = evaluate([("p", doc)], no_key)
+    assert not denied.allowed and "has no value" in denied.statements[0].note
 
 
 # --- the explanation -----------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,12 +14,21 @@ from irsa_lab.aws.policy.grammar import DOCUMENT_CHARS, scalar_text
 from irsa_lab.aws.policy.operators import OPERATORS, TESTS, compile_value
 from irsa_lab.aws.policy.request import account_of, request_values
 
-MODULES = ("grammar", "operators", "request", "evaluation", "explanation")
+MODULES = (
+    "grammar",
+    "operators",
+    "request",
+    "evaluation",
+    "explanation",
+    "variables",
+    "authorization",
+)
 
 
 def test_the_package_re_exports_its_public_names_from_the_modules_that_define_them() -> None:
     assert sorted(policy.__all__) == sorted(
         [
+            "Authorization",
             "ConditionEntry",
             "ConditionResult",
             "Decision",
@@ -27,7 +37,9 @@ def test_the_package_re_exports_its_public_names_from_the_modules_that_define_th
             "RequestContext",
             "Statement",
             "StatementResult",
+            "authorize",
             "evaluate",
+            "global_keys",
             "oidc_trust_context",
             "parse_policy",
         ]
@@ -103,7 +115,11 @@ def test_a_field_the_grammar_does_not_know_is_named_at_both_levels() -> None:
 def test_an_element_this_kind_of_policy_may_not_name_is_prohibited(
     kind: str, field: str, expected: str
 ) -> None:
-    statement = {"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity", field: "*"}
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        field: "*",
+    }
     if kind == "trust":
         statement["Principal"] = {"Federated": "accounts.google.com"}
     else:

@@ -2,10 +2,13 @@
 
 Generated tokens (valid or broken signatures, known and unknown kids, every algorithm
 family, issuers, audiences as strings and lists with and without ``azp``, times around
-``exp``/``nbf``/``iat``, missing claims, non-integer times) meet generated trust
-policies (conditions on ``<issuer>:sub`` and ``:aud`` under StringEquals/StringLike,
-wrong values, another provider, another action) and provider client IDs. Each case
-goes to
+``exp``/``nbf``/``iat`` (one second either side, no leeway), missing claims, non-integer
+times, session tags and a source identity in AWS's claims, valid or breaking their
+rules) meet generated trust policies (conditions on ``<issuer>:sub`` and ``:aud`` under
+StringEquals/StringLike, on ``aws:RequestTag/<key>``, ``aws:TagKeys``,
+``sts:SourceIdentity`` and ``sts:RoleSessionName``, wrong values, another provider,
+another action, with and without ``sts:TagSession`` / ``sts:SetSourceIdentity``) and
+provider client IDs. Each case goes to
 
 - the STS stand-in: :func:`irsa_lab.aws.sts.assume_role_with_web_identity`, the very
   call its HTTP handler makes, on an IAM account seeded as the lab seeds it;
@@ -47,11 +50,14 @@ from irsa_lab.trace import Trace
 from irsa_lab.ui.decoder import verify_token
 from irsa_lab.ui.playground import judge
 
-EXAMPLES = 500
+EXAMPLES = 800
 ISSUER = "https://oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
 HOST = ISSUER.removeprefix("https://")
 NOW = int(LAB_EPOCH)
 SUB = "system:serviceaccount:default:s3-readonly-sa"
+SESSION_NAME = "agreement"
+TAGS_CLAIM = "https://aws.amazon.com/tags"
+SOURCE_IDENTITY_CLAIM = "https://aws.amazon.com/source_identity"
 DEMO_PEM = Path(__file__).resolve().parents[1] / "irsa_lab" / "data" / "keys" / "demo-sa-signer.pem"
 
 RSA_KEY = SigningKey.from_pem(DEMO_PEM.read_bytes())
@@ -64,6 +70,15 @@ PUBLIC_PEM = RSA_KEY.private_key.public_key().public_bytes(
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
 )
 ABSENT = object()
+BAD_TAGS: list[Any] = [
+    {"principal_tags": {f"k{i}": [""] for i in range(51)}},
+    {"principal_tags": {"aws:Project": ["a"]}},
+    {"principal_tags": {"Project": ["a", "b"]}},
+    {"principal_tags": {"Project": ["a"], "project": ["b"]}},
+    {"principal_tags": {f"T{i}": ["a" * 250] for i in range(9)}},
+    ["Project"],
+]
+BAD_SOURCE_IDS: list[Any] = ["a", "aws:admin", "x" * 65, 42]
 
 
 def weighted(good: Any, *bad: Any, weight: int = 4) -> st.SearchStrategy[Any]:
@@ -127,6 +142,23 @@ def tokens(draw: st.DrawFn) -> str:
         "iat": NOW + field(0, -3600, -86400, 1, 200, weight=3),
         "nbf": NOW + field(0, -3600, 1, 200, weight=2),
         "kubernetes.io": {"namespace": "default"},
+        # AWS's session claims: absent from IRSA tokens, often absent here too; the ones
+        # breaking AWS's rules only in tokens that are not clean
+        TAGS_CLAIM: draw(
+            st.sampled_from(
+                [ABSENT] * 6
+                + [{"principal_tags": {"Project": ["Automation"]}}] * 3
+                + [
+                    {"principal_tags": {"Project": ["Other"], "Team": ["a"]}},
+                    {"principal_tags": {"Project": ["Automation"]}, "transitive_tag_keys": ["P"]},
+                    {"principal_tags": {}},
+                ]
+                + BAD_TAGS * (not clean)
+            )
+        ),
+        SOURCE_IDENTITY_CLAIM: draw(
+            st.sampled_from([ABSENT] * 6 + ["Admin"] * 3 + ["Diego"] + BAD_SOURCE_IDS * (not clean))
+        ),
     }
     if not clean:
         if draw(st.integers(0, 7)) == 0:
@@ -193,11 +225,33 @@ def policies(draw: st.DrawFn) -> str:
         conditions[f"{prefix}:sub"] = sub
     if aud is not None:
         conditions[f"{prefix}:aud"] = aud
+    # the request keys of session tags, source identity and session name
+    session_keys = draw(
+        weighted(
+            {},
+            {"aws:RequestTag/Project": "Automation"},
+            {"aws:TagKeys": "Project"},
+            {"sts:SourceIdentity": "Admin"},
+            {"sts:RoleSessionName": SESSION_NAME},
+            {"sts:RoleSessionName": "other"},
+            weight=8,
+        )
+    )
+    conditions.update(session_keys)
+    web = "sts:AssumeRoleWithWebIdentity"
     statement: dict[str, Any] = {
         "Effect": "Allow",
         "Principal": {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{provider}"},
         "Action": draw(
-            weighted("sts:AssumeRoleWithWebIdentity", "sts:AssumeRole", "sts:*", weight=6)
+            weighted(
+                web,
+                [web, "sts:TagSession"],
+                [web, "sts:SetSourceIdentity"],
+                [web, "sts:TagSession", "sts:SetSourceIdentity"],
+                "sts:AssumeRole",
+                "sts:*",
+                weight=5,
+            )
         ),
     }
     if conditions:
@@ -242,7 +296,11 @@ def sts_answer(runner: asyncio.Runner, account: Account, case: Case) -> Answer:
     account.roles[ROLE_NAME].trust_policy = case.policy
     (provider,) = account.oidc_providers.values()
     provider.client_ids = list(case.client_ids)
-    params = {"RoleArn": ROLE_ARN, "RoleSessionName": "agreement", "WebIdentityToken": case.token}
+    params = {
+        "RoleArn": ROLE_ARN,
+        "RoleSessionName": SESSION_NAME,
+        "WebIdentityToken": case.token,
+    }
     keys = keys_from_jwks(JWKS)
     try:
         runner.run(
@@ -269,6 +327,7 @@ def playground_answer(case: Case) -> Answer:
         token=case.token,
         jwks=JWKS,
         now=NOW,
+        session_name=SESSION_NAME,
     )
     if v.allowed:
         return Answer(True)
@@ -289,6 +348,7 @@ def test_decoder_playground_and_sts_agree_on_generated_tokens_and_policies(
 ) -> None:
     seen: Counter[str] = Counter()
     classes: Counter[str] = Counter()
+    session: Counter[str] = Counter()
 
     @settings(
         max_examples=EXAMPLES,
@@ -308,10 +368,16 @@ def test_decoder_playground_and_sts_agree_on_generated_tokens_and_policies(
             assert decoder == Answer(True), case.describe()
         seen[sts.step or "allowed"] += 1
         classes[sts.failure.__name__ if sts.failure else "allowed"] += 1
+        claims = _claims(case.token)
+        if sts.allowed and claims.get(TAGS_CLAIM, {}).get("principal_tags"):
+            session["allowed with session tags"] += 1
+        if sts.allowed and SOURCE_IDENTITY_CLAIM in claims:
+            session["allowed with a source identity"] += 1
 
     agree()
     print(f"\n{sum(seen.values())} cases; verdict at each step: {dict(seen.most_common())}")
     print(f"by class: {dict(classes.most_common())}")
+    print(f"session claims: {dict(session)}")
     assert sum(seen.values()) >= EXAMPLES
     # Every step a token or a trust policy can fail at was reached, and so was success.
     wanted = {"parse", "algorithm", "claims", "OIDC provider", "kid", "signature"}
@@ -319,3 +385,20 @@ def test_decoder_playground_and_sts_agree_on_generated_tokens_and_policies(
     assert wanted <= set(seen), seen
     for name in ("ExpiredToken", "ImmatureToken", "IssuedInTheFuture", "InvalidClaimType"):
         assert classes[name] > 0, classes
+    # ... and so was every way the session claims fail, and success with them.
+    for name in (
+        "InvalidSessionTags",
+        "InvalidSourceIdentity",
+        "SessionTagsTooLarge",
+        "SessionPermissionDenied",
+    ):
+        assert classes[name] > 0, classes
+    assert session["allowed with session tags"] > 0, session
+    assert session["allowed with a source identity"] > 0, session
+
+
+def _claims(token: str) -> dict[str, Any]:
+    try:
+        return dict(jose.parse_compact(token).claims)
+    except jose.JoseError:
+        return {}

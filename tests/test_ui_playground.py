@@ -219,3 +219,61 @@ def test_judging_a_signed_token_runs_every_sts_step_with_no_leeway() -> None:
     bad = judge(policy, providers=PROVIDERS, token=forged, jwks=jwks, now=LAB_EPOCH)
     assert bad.step == "signature" and isinstance(bad.failure, E.InvalidSignature)
     assert bad.failed_conditions[0].key == "signature"
+
+
+# --- session tags and source identity (IAM User Guide, "Passing session tags using
+# AssumeRoleWithWebIdentity", "Monitor and control actions taken with assumed roles") ---
+def _with_actions(*actions: str) -> str:
+    document = json.loads(trust_policy_text(ISSUER))
+    document["Statement"][0]["Action"] = list(actions)
+    return json.dumps(document)
+
+
+def test_tags_in_the_claims_need_tag_session_and_the_verdict_names_that_action() -> None:
+    claims = {
+        **claims_for(ISSUER, "default", "s3-readonly-sa", "sts.amazonaws.com"),
+        "https://aws.amazon.com/tags": {"principal_tags": {"Project": ["Automation"]}},
+    }
+    v = judge(trust_policy_text(ISSUER), claims, providers=PROVIDERS)
+    assert (v.code, v.message, v.step) == ("AccessDenied", DENIED, "trust policy")
+    action = next(r for r in v.failed_conditions if r.key == "Action")
+    assert action.actual == ["sts:TagSession"]
+    assert "sts:TagSession" in v.explanation
+    policy = _with_actions("sts:AssumeRoleWithWebIdentity", "sts:TagSession")
+    assert judge(policy, claims, providers=PROVIDERS).allowed
+
+
+def test_a_source_identity_condition_is_judged_on_the_claim() -> None:
+    document = json.loads(_with_actions("sts:AssumeRoleWithWebIdentity", "sts:SetSourceIdentity"))
+    document["Statement"][0]["Condition"]["StringEquals"]["sts:SourceIdentity"] = "Admin"
+    policy = json.dumps(document)
+    base = claims_for(ISSUER, "default", "s3-readonly-sa", "sts.amazonaws.com")
+    key = "https://aws.amazon.com/source_identity"
+    assert judge(policy, {**base, key: "Admin"}, providers=PROVIDERS).allowed
+    v = judge(policy, {**base, key: "Mallory"}, providers=PROVIDERS)
+    assert not v.allowed
+    assert [r.key for r in v.failed_conditions] == ["sts:SourceIdentity"]
+
+
+def test_a_role_session_name_condition_is_judged_on_the_session_name() -> None:
+    document = json.loads(trust_policy_text(ISSUER))
+    document["Statement"][0]["Condition"]["StringEquals"]["sts:RoleSessionName"] = "ci"
+    policy = json.dumps(document)
+    claims = claims_for(ISSUER, "default", "s3-readonly-sa", "sts.amazonaws.com")
+    assert judge(policy, claims, providers=PROVIDERS, session_name="ci").allowed
+    assert not judge(policy, claims, providers=PROVIDERS, session_name="other").allowed
+
+
+def test_the_widget_judges_extra_session_claims_and_shows_them_in_its_state() -> None:
+    tags = {"https://aws.amazon.com/tags": {"principal_tags": {"Project": ["Automation"]}}}
+    pg = Playground(ISSUER, providers=PROVIDERS, extra_claims=tags, session_name="ci")
+    assert pg.error_code == "AccessDenied"
+    assert (
+        pg.state()["claims"]["https://aws.amazon.com/tags"] == tags["https://aws.amazon.com/tags"]
+    )
+    pg.policy_text = _with_actions("sts:AssumeRoleWithWebIdentity", "sts:TagSession")
+    assert pg.verdict.allowed
+    assert pg.set_extra_claims({"https://aws.amazon.com/source_identity": "Admin"}).code == (
+        "AccessDenied"
+    )
+    assert pg.set_extra_claims({}).allowed

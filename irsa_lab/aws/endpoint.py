@@ -6,8 +6,10 @@ endpoint (:mod:`.s3.service`) share these steps:
 - :func:`authenticate_request`: the request's SigV4 signature verified (:mod:`.sigv4`)
   on the bytes as they arrived, a failure worded as the service words it;
 - :func:`authorize_by_role`: the account administrator may do anything; a role session
-  may do what its role's permission policies allow (:func:`~.policy.evaluate`); anyone
-  else gets ``AccessDenied`` naming the caller, the action and the resource;
+  may do what both its role's permission policies and its session policies allow, judged
+  with the global condition keys of :func:`caller_keys`
+  (:mod:`.policy.authorization`); anyone else gets ``AccessDenied`` naming the caller, the
+  action, the resource and the type of policy that refused;
 - :func:`record_call`: the trace record of one request, naming who called;
 - :func:`refusal_facts`: what a refusal adds to that record;
 - :func:`unexpected`: the catch-all, where a bug is logged and becomes the service's
@@ -23,22 +25,88 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from ..constants import REGION
 from ..trace import Trace
 from .errors import AwsError
 from .model import Account, Credential
-from .policy import RequestContext, evaluate
-from .sigv4 import SigV4Failure, authenticate, to_aws_error
+from .policy import RequestContext
+from .policy.authorization import authorize
+from .policy.request import global_keys
+from .sigv2 import is_presigned_v2, verify_presigned_v2
+from .sigv4 import SigV4Failure, Verified, to_aws_error, verify
 
 __all__ = [
     "authenticate_request",
     "authorize_by_role",
+    "caller_keys",
     "caller_source",
     "record_call",
     "refusal_facts",
+    "signing_regions",
     "unexpected",
+    "verify_request",
 ]
 
 log = logging.getLogger(__name__)
+
+
+def signing_regions(service: Literal["sts", "iam", "s3"], region: str = REGION) -> tuple[str, ...]:
+    """The regions a request to ``service`` may be signed for, the expected one first.
+
+    S3 and STS are regional: the lab's S3 bucket and STS endpoint live in ``region``,
+    and a request scoped to another region is refused as AWS refuses it (S3:
+    ``AuthorizationHeaderMalformed``, "the region 'X' is wrong; expecting 'Y'"; STS:
+    ``SignatureDoesNotMatch``, "Credential should be scoped to a valid region. ").
+
+    IAM is global, and real IAM accepts only ``us-east-1`` in the credential scope
+    (the same "should be scoped to a valid region" refusal otherwise, observed in
+    JuliaCloud/AWS.jl#565; the SigV4 reference says to sign IAM for us-east-1). With
+    ``AWS_ENDPOINT_URL_IAM`` set, botocore stops resolving IAM's global endpoint and
+    signs for the client's configured region instead, so every learner's boto3 client
+    and ``aws iam`` command in this lab signs IAM calls for ``region``. The IAM
+    stand-in therefore accepts ``us-east-1`` (what IAM accepts) and ``region`` (what
+    botocore sends when redirected), and refuses any other region as IAM would.
+    """
+    if service == "iam":
+        return ("us-east-1", region) if region != "us-east-1" else ("us-east-1",)
+    return (region,)
+
+
+def verify_request(
+    account: Account,
+    request: web.Request,
+    body: bytes,
+    now: float,
+    service: Literal["sts", "iam", "s3"],
+    *,
+    region: str = REGION,
+) -> Verified:
+    """The checked request (:class:`~.sigv4.Verified`) for ``service``, or the service's error.
+
+    Path and query are passed as sent, still percent-encoded, since SigV4 signs them so.
+    The signature may be in the ``Authorization`` header or in the query string (a
+    presigned URL; for S3 also the legacy Signature Version 2 one, :mod:`.sigv2`).
+    """
+    path = request.raw_path.split("?", 1)[0]
+    query = request.rel_url.raw_query_string
+    try:
+        if service == "s3" and is_presigned_v2(query, request.headers):
+            return verify_presigned_v2(
+                account, method=request.method, path=path, query=query, now=now
+            )
+        return verify(
+            account,
+            method=request.method,
+            path=path,
+            query=query,
+            headers=request.headers,
+            body=body,
+            now=now,
+            service=service,
+            regions=signing_regions(service, region),
+        )
+    except SigV4Failure as failure:
+        raise to_aws_error(failure, service) from None
 
 
 def authenticate_request(
@@ -47,24 +115,12 @@ def authenticate_request(
     body: bytes,
     now: float,
     service: Literal["sts", "iam", "s3"],
+    *,
+    region: str = REGION,
 ) -> Credential:
-    """The credential that signed ``request`` for ``service``, or the service's error.
-
-    Path and query are passed as sent, still percent-encoded, since SigV4 signs them so.
-    """
-    try:
-        return authenticate(
-            account,
-            method=request.method,
-            path=request.raw_path.split("?", 1)[0],
-            query=request.rel_url.raw_query_string,
-            headers=request.headers,
-            body=body,
-            now=now,
-            service=service,
-        )
-    except SigV4Failure as failure:
-        raise to_aws_error(failure, service) from None
+    """The credential that signed ``request`` for ``service``, or the service's error
+    (see :func:`verify_request`)."""
+    return verify_request(account, request, body, now, service, region=region).credential
 
 
 def authorize_by_role(
@@ -76,33 +132,41 @@ def authorize_by_role(
     keys: Mapping[str, Any] | None = None,
     administrator: str = "account administrator",
     shown_resource: str | None = None,
+    now: float | None = None,
+    region: str | None = None,
 ) -> dict[str, Any]:
-    """Allow the administrator; judge a role session by its role's permission policies.
+    """Allow the administrator; judge a role session by its role's and its session's policies.
+
+    The request context is ``keys`` (the service's own keys, such as ``s3:prefix`` or
+    ``aws:SourceIp``) plus the global keys of the caller (:func:`caller_keys`, at ``now``
+    on the lab clock unless given, for ``region``), which win over a service's. A session
+    that carries session policies is allowed only what both its role's identity-based
+    policies and its session policies allow (:func:`~.policy.authorization.authorize`).
 
     Returns the facts the trace shows (who allowed it and why); raises ``AccessDenied``
-    worded as AWS words it for a same-account request, with ``shown_resource`` in
-    place of ``resource`` (S3 quotes it, IAM does not).
+    worded as AWS words it for a same-account request, naming the policy type that
+    refused, with ``shown_resource`` in place of ``resource`` (S3 quotes it, IAM does not).
     """
     if cred.kind == "user":
         return {"decision": "allowed", "why": administrator}
+    context = {**(keys or {}), **caller_keys(account, cred, action, now=now, region=region)}
+    ctx = RequestContext(action=action, resource=resource, keys=context)
     policies = account.policies_of_role(cred.role_name) if cred.role_name else []
-    decision = evaluate(
-        policies, RequestContext(action=action, resource=resource, keys=dict(keys or {}))
-    )
-    if decision.allowed:
-        return {"decision": "allowed", "why": decision.verdict()}
-    tail = (
-        "with an explicit deny in an identity-based policy"
-        if decision.reason == "ExplicitDeny"
-        else f"because no identity-based policy allows the {action} action"
-    )
+    verdict = authorize(policies, cred.session_policies, ctx)
+    if verdict.allowed:
+        return {"decision": "allowed", "why": verdict.verdict()}
     shown = resource if shown_resource is None else shown_resource
     raise AwsError(
         "AccessDenied",
-        f"User: {cred.arn} is not authorized to perform: {action} on resource: {shown} {tail}",
+        f"User: {cred.arn} is not authorized to perform: {action} on resource: {shown} "
+        + verdict.denial(action),
         403,
-        explanation=decision.explain(),
-        detail={"reason": decision.reason, "verdict": decision.verdict()},
+        explanation=verdict.explain(),
+        detail={
+            "reason": verdict.reason,
+            "policy_type": verdict.policy_type,
+            "verdict": verdict.verdict(),
+        },
     )
 
 
@@ -114,8 +178,11 @@ def caller_source(cred: Credential | None) -> str:
 
 
 def refusal_facts(err: AwsError) -> dict[str, Any]:
-    """The message of a refusal, and the policy verdict when a policy refused it."""
+    """The message of a refusal, the lab's explanation when it says more, and the policy
+    verdict when a policy refused it."""
     facts: dict[str, Any] = {"message": err.message}
+    if err.explanation and err.explanation != err.message:
+        facts["explanation"] = err.explanation
     if "verdict" in err.detail:
         facts.update(decision="denied", why=err.detail["verdict"])
     return facts
@@ -156,3 +223,57 @@ def unexpected(
     """
     log.error("the %s stand-in failed on %s", service, call, exc_info=exc)
     return answer(exc)
+
+
+# IAM has one endpoint, in us-east-1, so every IAM call requests that region (IAM User
+# Guide, "AWS global condition context keys", aws:RequestedRegion).
+GLOBAL_SERVICE_REGION = "us-east-1"
+
+
+def caller_keys(
+    account: Account,
+    cred: Credential,
+    action: str,
+    *,
+    now: float | None = None,
+    region: str | None = None,
+) -> dict[str, str]:
+    """The global condition keys of a request signed with ``cred`` (:func:`~.policy.request.global_keys`).
+
+    ``now`` defaults to the lab clock (a notebook may freeze it); ``region`` to
+    ``us-east-1`` for IAM and to the lab's region otherwise. For a role session
+    ``aws:PrincipalArn`` is the role's ARN (with its path), ``aws:PrincipalTag/*`` the
+    role's tags overridden by the session's tags, and ``aws:TokenIssueTime``,
+    ``aws:SourceIdentity`` and ``aws:FederatedProvider`` come from the session.
+    """
+    when = account.clock.now() if now is None else now
+    where = region or (GLOBAL_SERVICE_REGION if action.startswith("iam:") else REGION)
+    if cred.kind == "user":
+        return global_keys(
+            now=when,
+            region=where,
+            principal_type="User",
+            principal_arn=cred.arn,
+            userid=cred.user_id,
+            username=cred.arn.rsplit("/", 1)[-1],
+        )
+    role = account.roles.get(cred.role_name or "")
+    tags = {t["Key"]: t.get("Value", "") for t in role.tags} if role is not None else {}
+    tags.update(cred.session_tags)
+    return global_keys(
+        now=when,
+        region=where,
+        principal_type="AssumedRole",
+        principal_arn=role.arn if role is not None else _role_arn_of_session(cred.arn),
+        userid=cred.user_id,
+        principal_tags=tags,
+        source_identity=cred.source_identity,
+        token_issue_time=cred.issued_at,
+        federated_provider=cred.federated_provider,
+    )
+
+
+def _role_arn_of_session(session_arn: str) -> str:
+    """``arn:aws:sts::<acct>:assumed-role/<role>/<session>`` -> the role's ARN (path unknown)."""
+    head, _, rest = session_arn.partition(":assumed-role/")
+    return head.replace(":sts:", ":iam:", 1) + ":role/" + rest.split("/", 1)[0]

@@ -87,7 +87,9 @@ class Credential:
     session_policies: list[tuple[str, str]] | None = None  # None: no session policy passed
     session_tags: dict[str, str] = field(default_factory=dict)
     source_identity: str | None = None
-    issued_at: float | None = None  # wall-clock epoch seconds
+    # Epoch seconds on the lab clock, the clock aws:CurrentTime is read from, so that
+    # aws:TokenIssueTime never comes after it in a lab whose clock is frozen.
+    issued_at: float | None = None
     federated_provider: str | None = None  # the IAM OIDC provider ARN
     region: str = ""  # the region the session was requested in
 

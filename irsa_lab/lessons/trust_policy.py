@@ -37,9 +37,10 @@ from ..kube.container import minimal_env
 from ..trace import TraceEvent
 from ..ui.playground import PRESETS, ConditionRow, Playground, Verdict, trust_policy_text
 from ..ui.text import text_table
-from .the_token import oidc_providers
+from .the_token import lab_now, oidc_providers
 
 __all__ = [
+    "PLAYGROUND_SESSION",
     "PresetCheck",
     "RealSts",
     "aws_cli",
@@ -55,6 +56,8 @@ __all__ = [
 REAL_SOURCE = "STS stand-in, called through boto3"
 # The TokenRequest's lifetime: the shortest the API server accepts is 10 minutes.
 TOKEN_SECONDS = 600
+# The RoleSessionName of every "Try it for real" call.
+PLAYGROUND_SESSION = "irsa-lab-playground"
 
 
 def _sub_parts(sub: str) -> tuple[str, str]:
@@ -178,7 +181,7 @@ class RealSts:
             try:
                 self._sts.assume_role_with_web_identity(
                     RoleArn=self.role_arn,
-                    RoleSessionName="irsa-lab-playground",
+                    RoleSessionName=PLAYGROUND_SESSION,
                     WebIdentityToken=token,
                 )
             except ClientError as err:
@@ -341,6 +344,9 @@ def playground(lab: Any, *, role_name: str = ROLE_NAME) -> Playground:
         role_arn=str(role["Arn"]),
         policy_text=json.dumps(role["AssumeRolePolicyDocument"], indent=2),
         try_for_real=real,
+        # What "Try it for real" sends, so sts:RoleSessionName and aws:CurrentTime agree.
+        session_name=PLAYGROUND_SESSION,
+        now=lambda: lab_now(lab),
     )
     real.bind(pg)
     return pg

@@ -23,6 +23,7 @@ from .. import jose
 from ..aws.arns import issuer_host_path
 from ..aws.sts.checks import TOKEN_STEPS, IamView, Pipeline, State, keys_from_jwks
 from ..aws.sts.errors import StsError
+from ..aws.sts.session_claims import SOURCE_IDENTITY_CLAIM, TAGS_CLAIM
 from ..clock import Clock
 from ..pki import SigningKey
 from .text import (
@@ -118,6 +119,22 @@ def explain_claims(claims: Mapping[str, Any], *, now: float | None = None) -> li
                 "what the token is bound to: namespace, service account, pod and node (name, uid)"
             )
             iam = "not a condition key: STS ignores custom claims"
+        elif name == TAGS_CLAIM:
+            meaning = (
+                "session tags the identity provider passes (principal_tags, transitive_tag_keys)"
+            )
+            iam = (
+                "STS checks them (at most 50, single values, no aws: prefix); the trust policy "
+                "must also allow sts:TagSession; conditions see them as aws:RequestTag/<key> "
+                "and aws:TagKeys, later requests as aws:PrincipalTag/<key>"
+            )
+        elif name == SOURCE_IDENTITY_CLAIM:
+            meaning = "the source identity: who is behind the session, kept for its whole life"
+            iam = (
+                "2-64 characters of letters, digits and _+=,.@-; the trust policy must also "
+                "allow sts:SetSourceIdentity; conditions see it as sts:SourceIdentity, later "
+                "requests as aws:SourceIdentity; STS returns it as SourceIdentity"
+            )
         elif name == "azp":
             meaning = "authorised party"
             iam = f"used as {prefix}:aud when aud has several values"

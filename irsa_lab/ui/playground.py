@@ -43,6 +43,13 @@ class Playground(widgets.VBox):
     through boto3 and returns the real STS verdict; the button shows both side by side.
     Read results from Python: :attr:`verdict`, :attr:`error_code`,
     :attr:`failed_conditions`, :meth:`state`.
+
+    ``extra_claims`` adds claims no field edits, such as AWS's session tags
+    (``https://aws.amazon.com/tags``) or source identity
+    (``https://aws.amazon.com/source_identity``), which IRSA tokens never carry;
+    :meth:`set_extra_claims` changes them. ``session_name`` is the ``RoleSessionName``
+    the trust evaluation sees as ``sts:RoleSessionName``; ``now`` the clock its
+    ``aws:CurrentTime`` is read from.
     """
 
     def __init__(
@@ -56,8 +63,14 @@ class Playground(widgets.VBox):
         service_account: str = SERVICE_ACCOUNT,
         audience: str = DEFAULT_AUDIENCE,
         try_for_real: Callable[[dict[str, Any]], Verdict] | None = None,
+        extra_claims: Mapping[str, Any] | None = None,
+        session_name: str | None = None,
+        now: Callable[[], float] | None = None,
     ) -> None:
         self.cluster_issuer = issuer
+        self.extra_claims: dict[str, Any] = dict(extra_claims or {})
+        self.session_name = session_name
+        self._now = now
         self.role_arn = role_arn
         account_id = arn_account(role_arn, ACCOUNT_ID)
         self.account_id = account_id
@@ -122,9 +135,7 @@ class Playground(widgets.VBox):
         ):
             w.observe(self._changed, names="value")
         self.preset_input.observe(self._preset_chosen, names="value")
-        self.verdict: Verdict = judge(
-            text, self.claims, providers=self.effective_providers, role_arn=role_arn
-        )
+        self.verdict: Verdict = self._judge(text)
         super().__init__(
             children=[
                 self.preset_input,
@@ -171,12 +182,21 @@ class Playground(widgets.VBox):
 
     @property
     def claims(self) -> dict[str, Any]:
-        return claims_for(
-            str(self.issuer_input.value),
-            str(self.namespace_input.value),
-            str(self.service_account_input.value),
-            str(self.audience_input.value),
-        )
+        return {
+            **claims_for(
+                str(self.issuer_input.value),
+                str(self.namespace_input.value),
+                str(self.service_account_input.value),
+                str(self.audience_input.value),
+            ),
+            **self.extra_claims,
+        }
+
+    def set_extra_claims(self, claims: Mapping[str, Any]) -> Verdict:
+        """Replace the claims no field edits (session tags, source identity); re-judge."""
+        self.extra_claims = dict(claims)
+        self._update()
+        return self.verdict
 
     @property
     def effective_providers(self) -> dict[str, list[str]]:
@@ -295,13 +315,18 @@ class Playground(widgets.VBox):
             return
         self.apply_preset(str(change["new"]))
 
-    def _update(self) -> None:
-        self.verdict = judge(
-            self.policy_text,
+    def _judge(self, text: str) -> Verdict:
+        return judge(
+            text,
             self.claims,
             providers=self.effective_providers,
             role_arn=self.role_arn,
+            session_name=self.session_name,
+            now=None if self._now is None else self._now(),
         )
+
+    def _update(self) -> None:
+        self.verdict = self._judge(self.policy_text)
         self.verdict_html.value = self.verdict.html()
         self.real_verdict = None
         self.real_html.value = ""

@@ -8,7 +8,9 @@ stand-in runs) on IAM's state as the playground holds it:
 - given edited claims (the widget's fields), the steps that need no signed token:
   ``OIDC provider`` ("No OpenIDConnect provider found in your account for <iss>"),
   ``audience`` ("Incorrect token audience"), ``role`` and ``trust policy``
-  (``AccessDenied``, 403, "Not authorized to perform sts:AssumeRoleWithWebIdentity");
+  (``AccessDenied``, 403, "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+  also when the token passes session tags or a source identity and the policy does not
+  allow ``sts:TagSession`` or ``sts:SetSourceIdentity`` as well);
 - given a signed token and the issuer's JWKS, every step from ``parse`` on, as STS.
 
 The :class:`Verdict` carries STS's answer and one :class:`ConditionRow` per check that
@@ -31,6 +33,7 @@ from ..aws.arns import (
 )
 from ..aws.errors import AwsError
 from ..aws.policy import Decision, parse_policy
+from ..aws.policy.grammar import wire_text
 from ..aws.sts.checks import TOKEN_STEPS, IamView, Pipeline, keys_from_jwks
 from ..aws.sts.errors import (
     InvalidAudience,
@@ -164,23 +167,29 @@ def _principal_row(st: Any, result: Any, caller_arn: str) -> ConditionRow:
     )
 
 
-def _action_row(st: Any, result: Any) -> ConditionRow:
+def _action_row(st: Any, result: Any, action: str) -> ConditionRow:
     expected = list(st.actions) if st.actions is not None else list(st.not_actions or ())
     op = "Action covers" if st.actions is not None else "NotAction excludes"
     note = (
-        f"{WEB_IDENTITY_ACTION} is covered"
+        f"{action} is covered"
         if result.action_matched
-        else f"the statement does not cover {WEB_IDENTITY_ACTION}"
+        else f"the statement does not cover {action}"
     )
-    return ConditionRow("Action", op, expected, [WEB_IDENTITY_ACTION], result.action_matched, note)
+    if action != WEB_IDENTITY_ACTION and not result.action_matched:
+        note += (
+            " (the token passes session tags or a source identity, which is an action of its "
+            "own that the trust policy must allow too)"
+        )
+    return ConditionRow("Action", op, expected, [action], result.action_matched, note)
 
 
 def _rows(decision: Decision, policy: Any, caller_arn: str) -> list[ConditionRow]:
     rows: list[ConditionRow] = []
     several = len(decision.statements) > 1
+    action = decision.request.action if decision.request is not None else WEB_IDENTITY_ACTION
     for st, res in zip(policy.statements, decision.statements, strict=True):
         prefix = f"Statement[{res.index}] " if several else ""
-        for row in (_principal_row(st, res, caller_arn), _action_row(st, res)):
+        for row in (_principal_row(st, res, caller_arn), _action_row(st, res, action)):
             rows.append(row._replace(key=prefix + row.key))
         for c in res.conditions:
             rows.append(
@@ -209,12 +218,16 @@ def judge(
     token: str | None = None,
     jwks: Mapping[str, Any] | None = None,
     now: float | None = None,
+    session_name: str | None = None,
 ) -> Verdict:
-    """STS's verdict on ``claims`` (``iss``, ``sub``, ``aud``, optionally ``azp``), or on
-    a signed ``token`` checked against ``jwks`` at ``now`` (the lab clock).
+    """STS's verdict on ``claims`` (``iss``, ``sub``, ``aud``, optionally ``azp``, and the
+    AWS session-tag and source-identity claims), or on a signed ``token`` checked against
+    ``jwks`` at ``now`` (the lab clock; with edited claims it only sets the trust
+    evaluation's ``aws:CurrentTime``).
 
     ``providers`` maps each IAM OIDC provider URL (issuer without ``https://``) to its
-    client IDs. The checks run in STS's order; the first failure decides.
+    client IDs; ``session_name`` is the request's ``RoleSessionName``. The checks run in
+    STS's order; the first failure decides.
     """
     try:
         policy = parse_policy(policy_text, kind="trust")
@@ -222,7 +235,7 @@ def judge(
         return Verdict(
             False,
             err.code,
-            err.message,
+            wire_text(err),
             err.status,
             [
                 ConditionRow(
@@ -246,24 +259,41 @@ def judge(
     )
     try:
         if token is None:
-            state = Pipeline(iam, 0.0, role_arn=role_arn, steps=CLAIM_STEPS).run(
-                None, claims=dict(claims or {})
-            )
+            state = Pipeline(
+                iam,
+                0.0 if now is None else now,
+                role_arn=role_arn,
+                steps=CLAIM_STEPS,
+                session_name=session_name,
+            ).run(None, claims=dict(claims or {}))
         else:
             if jwks is None or now is None:
                 raise ValueError("judging a token needs the issuer's jwks and now")
-            pipeline = Pipeline(iam, now, role_arn=role_arn, steps=(*TOKEN_STEPS, *CLAIM_STEPS[2:]))
+            pipeline = Pipeline(
+                iam,
+                now,
+                role_arn=role_arn,
+                steps=(*TOKEN_STEPS, *CLAIM_STEPS[2:]),
+                session_name=session_name,
+            )
             state = pipeline.run(token, keys_from_jwks(jwks))
     except StsError as err:
         return _refusal(err, policy, providers, role_arn)
     assert state.decision is not None
+    explanation = state.decision.explain()
+    extra = state.session.extra_actions() if state.session is not None else []
+    if extra:
+        explanation += (
+            f"\nThe token passes {state.session.describe() if state.session else ''}; the "
+            f"trust policy also allows {' and '.join(extra)}."
+        )
     return Verdict(
         True,
         None,
         "AssumeRoleWithWebIdentity succeeds",
         200,
         _rows(state.decision, policy, state.provider.arn if state.provider else ""),
-        state.decision.explain(),
+        explanation,
         step="trust policy",
     )
 

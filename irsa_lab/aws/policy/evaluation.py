@@ -10,8 +10,9 @@ Choices where AWS leaves room (each repeated in the explanation when it matters)
 - A single-valued operator (no ``ForAnyValue:``/``ForAllValues:``) against a request key
   that holds several values passes, for a positive operator, when any value matches; for
   a negated operator (``StringNotEquals``, ``ArnNotLike``, ...) when no value matches.
-- Policy variables (``${aws:username}``) are not substituted: values are compared as
-  written, and the explanation says so.
+- Policy variables (``${aws:username}``) are replaced as :mod:`.variables` describes, in
+  ``Resource``/``NotResource`` and in string and ARN condition values of ``2012-10-17``
+  documents; the explanation says what each became.
 - In an identity policy a request without a resource stands for ``*``.
 """
 
@@ -40,8 +41,9 @@ from .grammar import (
     Statement,
     parse_policy,
 )
-from .operators import OPERATORS, TESTS, glob
+from .operators import OPERATORS, TESTS, compile_value, glob
 from .request import RequestContext, account_of, request_values
+from .variables import VARIABLE_VERSION, has_variables, plain_text, substitute
 
 __all__ = ["evaluate"]
 
@@ -53,8 +55,25 @@ def _action_matches(patterns: tuple[str, ...], action: str) -> bool:
     return any(glob(p, True).fullmatch(action) is not None for p in patterns)
 
 
-def _resource_matches(patterns: tuple[str, ...], resource: str) -> bool:
-    return any(glob(p).fullmatch(resource) is not None for p in patterns)
+def _resource_matches(
+    patterns: tuple[str, ...],
+    resource: str,
+    keys: Mapping[str, list[str]] | None = None,
+    notes: list[str] | None = None,
+) -> bool:
+    """Whether a pattern covers ``resource``; with ``keys``, policy variables are replaced
+    first, and a pattern whose variable has no value covers nothing."""
+    for p in patterns:
+        if keys is not None and has_variables(p):
+            sub = substitute(p, keys)
+            if notes is not None:
+                notes.extend(sub.notes)
+            if sub.text is None:
+                continue
+            p = sub.text
+        if glob(p).fullmatch(resource) is not None:
+            return True
+    return False
 
 
 def _principal_matches(spec: Principal, caller: Mapping[str, list[str]]) -> bool:
@@ -84,17 +103,58 @@ def _lookup(key: str, keys: Mapping[str, list[str]]) -> list[str] | None:
     return found if found else None  # an empty list counts as absent, as in IAM
 
 
+def _condition_values(
+    c: ConditionEntry, keys: Mapping[str, list[str]], variables: bool
+) -> tuple[list[str], list[Any], list[str]]:
+    """(values, compiled values, notes) of a condition, its policy variables replaced.
+
+    Variables are read only in ``2012-10-17`` documents and only under string and ARN
+    operators, as IAM documents; a value whose variable has no value is dropped, so it
+    matches nothing.
+    """
+    op = OPERATORS[c.base]
+    written = [v for v in c.values if has_variables(v)]
+    if not written or op.family not in ("String", "Arn"):
+        return list(c.values), list(c.compiled), []
+    if not variables:
+        shown = ", ".join(f"'{v}'" for v in written)
+        note = f"the policy's Version is not {VARIABLE_VERSION}, so {shown} was compared as written"
+        return list(c.values), list(c.compiled), [note]
+    values: list[str] = []
+    compiled: list[Any] = []
+    notes: list[str] = []
+    for text, ready in zip(c.values, c.compiled, strict=True):
+        if not has_variables(text):
+            values.append(text)
+            compiled.append(ready)
+            continue
+        sub = substitute(text, keys)
+        notes.extend(sub.notes)
+        if sub.text is not None:
+            values.append(plain_text(sub.text))
+            compiled.append(compile_value(op, sub.text))
+    return values, compiled, notes
+
+
 def _evaluate_condition(
-    c: ConditionEntry, keys: Mapping[str, list[str]], original: Mapping[str, Any]
+    c: ConditionEntry,
+    keys: Mapping[str, list[str]],
+    original: Mapping[str, Any],
+    variables: bool = False,
 ) -> ConditionResult:
     op = OPERATORS[c.base]
     actual = _lookup(c.key, keys)
-    expected = list(c.values)
+    expected, compiled, substituted = _condition_values(c, keys, variables)
 
     def result(passed: bool, note: str, extra: Sequence[str] = ()) -> ConditionResult:
         hints = condition_hints(c, actual, original, passed)
         return ConditionResult(
-            c.operator, c.key, expected, actual, passed, sentence(note, [*extra, *hints])
+            c.operator,
+            c.key,
+            expected,
+            actual,
+            passed,
+            sentence(note, [*extra, *substituted, *hints]),
         )
 
     if c.base == "Null":
@@ -130,8 +190,8 @@ def _evaluate_condition(
 
     def first_hit(value: str) -> str | None:
         """The first policy value that this request value matches under the positive test."""
-        for text, compiled in zip(c.values, c.compiled, strict=True):
-            if test(value, compiled):
+        for text, ready in zip(expected, compiled, strict=True):
+            if test(value, ready):
                 return text
         return None
 
@@ -192,6 +252,7 @@ def _statement_result(
     ctx: RequestContext,
     caller: Mapping[str, list[str]],
     keys: Mapping[str, list[str]],
+    variables: bool = False,
 ) -> StatementResult:
     reasons: list[str] = []
     if st.actions is not None:
@@ -207,14 +268,18 @@ def _statement_result(
         resource_ok = True  # the role itself
     else:
         resource = ctx.resource if ctx.resource is not None else "*"
+        lookup = keys if variables else None
+        notes: list[str] = []
         if st.resources is not None:
-            resource_ok = _resource_matches(st.resources, resource)
+            resource_ok = _resource_matches(st.resources, resource, lookup, notes)
             if not resource_ok:
                 reasons.append(f"Resource {show(list(st.resources))} does not cover {resource}")
         else:
-            resource_ok = not _resource_matches(st.not_resources or (), resource)
+            resource_ok = not _resource_matches(st.not_resources or (), resource, lookup, notes)
             if not resource_ok:
                 reasons.append(f"NotResource excludes {resource}")
+        if notes and not resource_ok:
+            reasons.append("policy variables: " + "; ".join(notes))
 
     if kind == "identity":
         principal_ok = True  # the policy is attached to the caller
@@ -229,7 +294,7 @@ def _statement_result(
         if not principal_ok:
             reasons.append(f"NotPrincipal names the caller ({caller_text(caller)})")
 
-    conditions = [_evaluate_condition(c, keys, ctx.keys) for c in st.conditions]
+    conditions = [_evaluate_condition(c, keys, ctx.keys, variables) for c in st.conditions]
     failed = [c for c in conditions if not c.passed]
     for c in failed:
         reasons.append(f"condition {c.operator} on {c.key} failed")
@@ -274,8 +339,9 @@ def evaluate(
         policy = (
             document if isinstance(document, Policy) else parse_policy(document, kind=default_kind)
         )
+        variables = policy.version == VARIABLE_VERSION
         for st in policy.statements:
-            results.append(_statement_result(label, st, policy.kind, ctx, caller, keys))
+            results.append(_statement_result(label, st, policy.kind, ctx, caller, keys, variables))
     if any(r.applies and r.effect == "Deny" for r in results):
         return Decision(False, "ExplicitDeny", results, ctx)
     if any(r.applies and r.effect == "Allow" for r in results):

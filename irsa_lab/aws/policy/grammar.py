@@ -30,6 +30,7 @@ from ..errors import AwsError
 from .operators import OPERATORS, QUALIFIERS, compile_value
 
 __all__ = [
+    "wire_text",
     "ACCOUNT_ID_PATTERN",
     "DOCUMENT_CHARS",
     "DOCUMENT_CHARS_PATTERN",
@@ -86,6 +87,14 @@ Principal = str | tuple[tuple[str, str], ...]
 """A parsed ``Principal``: ``"*"`` for everyone, else (type, value) pairs."""
 
 # --- malformed documents ------------------------------------------------------------
+
+
+def wire_text(err: AwsError) -> str:
+    """What IAM or STS sends for a malformed document: its own text, without where or why.
+
+    The location and the lab's detail stay in ``err.explanation``.
+    """
+    return str(err.detail.get("aws_message") or err.message)
 
 
 def _malformed(where: str, aws_text: str, detail: str = "") -> AwsError:

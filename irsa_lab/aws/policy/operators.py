@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from .variables import LITERAL_QUESTION, LITERAL_STAR, plain_text
+
 __all__ = [
     "LITERAL_STAR_OPERATORS",
     "OPERATORS",
@@ -109,10 +111,16 @@ QUALIFIERS = ("ForAnyValue", "ForAllValues")
 LITERAL_STAR_OPERATORS = {"StringEquals", "StringEqualsIgnoreCase"}
 
 
+_GLOB = {"*": ".*", "?": ".", LITERAL_STAR: re.escape("*"), LITERAL_QUESTION: re.escape("?")}
+
+
 @lru_cache(maxsize=4096)
 def glob(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
-    """IAM wildcards: ``*`` any run of characters, ``?`` one character, nothing else."""
-    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    """IAM wildcards: ``*`` any run of characters, ``?`` one character, nothing else.
+
+    A ``*`` or ``?`` that a policy variable put in (:mod:`.variables`) matches only itself.
+    """
+    parts = (_GLOB.get(c) or re.escape(c) for c in pattern)
     flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
     return re.compile("".join(parts), flags)
 
@@ -177,6 +185,8 @@ def compile_value(op: Operator, value: str) -> Any:
         return value.lower() if value.lower() in ("true", "false") else None
     if op.positive == "StringLike":
         return glob(value)
+    if op.family == "String":
+        return plain_text(value)  # a substituted ``${*}`` compares as a plain ``*``
     return value
 
 

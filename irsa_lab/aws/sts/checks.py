@@ -7,7 +7,8 @@ of docs/reference/sts.md §2.2 (the stand-in checks the request parameters befor
 ====================  ==================================================================
 ``parse``             three base64url parts, JSON header and claims
 ``algorithm``         ``alg`` is one STS accepts (:data:`irsa_lab.jose.ALGORITHMS`)
-``claims``            ``iss sub aud iat exp`` present; strings and integer NumericDates
+``claims``            ``iss sub aud iat exp`` present; strings and integer NumericDates;
+                      session tags and source identity well formed (:mod:`.session_claims`)
 ``OIDC provider``     an IAM OIDC provider whose URL is ``iss`` without ``https://``
 ``JWKS``              the issuer's keys (discovery, then ``jwks_uri``)
 ``kid``               the key named by the header's ``kid``
@@ -15,7 +16,9 @@ of docs/reference/sts.md §2.2 (the stand-in checks the request parameters befor
 ``times``             ``exp``, ``nbf``, ``iat`` against the clock, with no leeway
 ``audience``          ``aud`` (or ``azp`` when ``aud`` has several values) is a client ID
 ``role``              the role exists
-``trust policy``      the role's trust policy lets the provider's ``sub``/``aud`` in
+``trust policy``      the role's trust policy lets the provider's ``sub``/``aud`` in, and
+                      allows ``sts:TagSession`` / ``sts:SetSourceIdentity`` when the
+                      token passes session tags / a source identity
 ``duration``          ``DurationSeconds`` within the role's ``MaxSessionDuration``
 ``session policy``    the session policy parses and fits the packed size
 ====================  ==================================================================
@@ -33,17 +36,18 @@ import inspect
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, Protocol
 
 from ... import jose
 from ...clock import rfc3339
-from ...constants import ACCOUNT_ID, DEFAULT_SESSION_DURATION_S
+from ...constants import ACCOUNT_ID, DEFAULT_SESSION_DURATION_S, REGION
 from ..arns import issuer_host_path, oidc_provider_arn
 from ..errors import AwsError
 from ..model import OidcProvider, Role
 from ..oidc_client import PublicKey, idp_unreachable, parse_jwks
-from ..policy import Decision, Policy, evaluate, oidc_trust_context, parse_policy
+from ..policy import Decision, Policy, RequestContext, evaluate, oidc_trust_context, parse_policy
+from ..policy.grammar import wire_text
 from .errors import (
     DurationTooLong,
     ExpiredToken,
@@ -59,11 +63,13 @@ from .errors import (
     NoOpenIDConnectProvider,
     PackedPolicyTooLarge,
     RoleNotFound,
+    SessionPermissionDenied,
     StsError,
     TrustPolicyDenied,
     UnsupportedAlgorithm,
     adopt,
 )
+from .session_claims import SessionClaims, read_session_claims
 
 __all__ = [
     "IAM_STEPS",
@@ -188,6 +194,8 @@ class State:
     audience: str | None = None
     role: RoleLike | None = None
     decision: Decision | None = None
+    session: SessionClaims | None = None
+    """The session tags and source identity the token passes (``claims`` step)."""
     packed_policy_size: int | None = None
     notes: list[tuple[str, str]] = field(default_factory=list)
     """``(step, what it found)`` for every step passed, in order."""
@@ -216,8 +224,9 @@ class Pipeline:
     """The checks of one AssumeRoleWithWebIdentity, run step by step.
 
     ``iam`` answers provider and role lookups; ``now`` is the time the token is
-    judged at (the lab clock); ``role_arn``, ``duration``, ``policy`` and
-    ``policy_arns`` are the request's. ``steps`` picks which named steps run (a
+    judged at (the lab clock); ``role_arn``, ``duration``, ``policy``,
+    ``policy_arns`` and ``session_name`` (``RoleSessionName``, the trust evaluation's
+    ``sts:RoleSessionName``) are the request's. ``steps`` picks which named steps run (a
     sub-sequence of :data:`STEPS`): the decoder runs :data:`TOKEN_STEPS`, STS all of
     them. ``observe(step, state, error)`` is told after each step (``error`` None
     when it passed), which is how the stand-in writes its trace.
@@ -231,6 +240,8 @@ class Pipeline:
     policy_arns: Sequence[str] = ()
     steps: Sequence[str] = TOKEN_STEPS + IAM_STEPS
     observe: Callable[[str, State, StsError | None], None] | None = None
+    session_name: str | None = None
+    region: str = REGION  # the region of the STS endpoint: aws:RequestedRegion
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.steps if s not in _CHECKS]
@@ -386,7 +397,11 @@ def _claims(p: Pipeline, s: State) -> str:
     if kid is not None and not isinstance(kid, str):
         raise MalformedToken(explanation="the header's 'kid' must be a string")
     s.kid = kid
-    return "iss, sub, aud, iat and exp are present; the times are integers"
+    s.session = read_session_claims(c)
+    note = "iss, sub, aud, iat and exp are present; the times are integers"
+    if s.session.tags or s.session.source_identity is not None:
+        note += f"; the token passes {s.session.describe()}"
+    return note
 
 
 def _provider(p: Pipeline, s: State) -> str:
@@ -508,10 +523,30 @@ def _role(p: Pipeline, s: State) -> str:
     return f"the role {role.name} exists"
 
 
+def _trust_context(p: Pipeline, s: State, session: SessionClaims) -> RequestContext:
+    """The request STS evaluates the trust policy with: the provider's ``sub``/``aud``, the
+    session tags (``aws:RequestTag/<key>``, ``aws:TagKeys``), ``sts:SourceIdentity`` and
+    ``sts:RoleSessionName`` (IAM User Guide, "IAM and AWS STS condition context keys"),
+    and the global keys of :func:`~irsa_lab.aws.policy.oidc_trust_context` at ``now``."""
+    assert s.provider is not None
+    ctx = oidc_trust_context(
+        s.provider.arn,
+        {"sub": s.claims.get("sub", ""), "aud": s.audience},
+        session_name=p.session_name,
+        now=p.now,
+        region=p.region,
+    )
+    return replace(ctx, keys={**ctx.keys, **session.condition_keys()})
+
+
 def _trust(p: Pipeline, s: State) -> str:
     assert s.role is not None and s.provider is not None
     role = s.role
-    ctx = oidc_trust_context(s.provider.arn, {"sub": s.claims.get("sub", ""), "aud": s.audience})
+    if s.session is None:
+        # Edited claims (the playground) skip the ``claims`` step: read them here.
+        s.session = read_session_claims(s.claims)
+    session = s.session
+    ctx = _trust_context(p, s, session)
     policy: str | Policy = role.trust_policy
     try:
         decision = evaluate([(f"{role.name} trust policy", policy)], ctx, kind="trust")
@@ -521,27 +556,55 @@ def _trust(p: Pipeline, s: State) -> str:
             role=role.name,
         ) from None
     s.decision = decision
-    if not decision.allowed:
-        failed = [
-            {
-                "operator": c.operator,
-                "key": c.key,
-                "expected": c.expected,
-                "actual": c.actual,
-                "note": c.note,
-            }
-            for c in decision.failed_conditions()
-        ]
-        err = TrustPolicyDenied(
-            explanation=decision.explain(),
-            role=role.name,
-            reason=decision.reason,
-            failed_conditions=failed,
-            verdict=decision.verdict(),
+    if decision.allowed:
+        # Passing session tags or a source identity is an action of its own, which the
+        # same trust policy must allow, with the same request context ("Permissions
+        # required to add session tags", "... to set source identity").
+        for action in session.extra_actions():
+            extra = evaluate(
+                [(f"{role.name} trust policy", policy)], replace(ctx, action=action), kind="trust"
+            )
+            if not extra.allowed:
+                s.decision = extra
+                _deny(role.name, extra, SessionPermissionDenied, action, session)
+        also = "".join(f"; {a} allowed too" for a in session.extra_actions())
+        return decision.verdict() + also
+    _deny(role.name, decision, TrustPolicyDenied, None, session)
+
+
+def _deny(
+    role: str,
+    decision: Decision,
+    cls: type[TrustPolicyDenied],
+    action: str | None,
+    session: SessionClaims,
+) -> NoReturn:
+    explanation = decision.explain()
+    if action is not None:
+        explanation = (
+            f"the token passes {session.describe()}, so the trust policy must also allow "
+            f"{action}; it does not.\n{explanation}"
         )
-        err.decision = decision
-        raise err
-    return decision.verdict()
+    failed = [
+        {
+            "operator": c.operator,
+            "key": c.key,
+            "expected": c.expected,
+            "actual": c.actual,
+            "note": c.note,
+        }
+        for c in decision.failed_conditions()
+    ]
+    err = cls(
+        explanation=explanation,
+        role=role,
+        reason=decision.reason,
+        failed_conditions=failed,
+        verdict=decision.verdict(),
+        **({"action": action} if action is not None else {}),
+    )
+    err.decision = decision
+    raise err
 
 
 def _duration(p: Pipeline, s: State) -> str:
@@ -555,14 +618,19 @@ def _duration(p: Pipeline, s: State) -> str:
 
 
 def _session_policy(p: Pipeline, s: State) -> str:
+    # The session tags were measured in the ``claims`` step; STS reports the larger use.
+    tags_percent = s.session.packed_tags_percent if s.session is not None else None
     if p.policy is None and not p.policy_arns:
-        return "no session policy"
+        if tags_percent is None:
+            return "no session policy"
+        s.packed_policy_size = tags_percent
+        return f"no session policy; the session tags use {tags_percent}% of the packed space"
     size = 0
     if p.policy is not None:
         try:
             parse_policy(p.policy, kind="identity")
         except AwsError as err:
-            raise MalformedPolicyDocument(err.message, err.explanation) from None
+            raise MalformedPolicyDocument(wire_text(err), err.explanation) from None
         size += len(json.dumps(json.loads(p.policy), separators=(",", ":")))
     size += sum(len(a) for a in p.policy_arns)
     # [I] STS reports how much of the packed space a session policy uses, in percent.
@@ -571,7 +639,7 @@ def _session_policy(p: Pipeline, s: State) -> str:
         raise PackedPolicyTooLarge(
             f"Packed policy consumes {percent}% of allotted space, please use smaller policy."
         )
-    s.packed_policy_size = percent
+    s.packed_policy_size = max(percent, tags_percent or 0)
     return f"the session policy uses {percent}% of the packed space"
 
 

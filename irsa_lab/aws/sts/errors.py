@@ -8,9 +8,11 @@ the HTTP layer writes the ``ErrorResponse`` from them in one place,
 
     StsError (an AwsError)
     ├── ValidationError                       ValidationError, 400
+    │   ├── InvalidSourceIdentity             "1 validation error detected: ... 'sourceIdentity' ..."
     │   ├── InvalidParameterValue             "1 validation error detected: ..."
     │   ├── InvalidRoleArn                    "Request ARN is invalid"
-    │   └── DurationTooLong                   "The requested DurationSeconds exceeds ..."
+    │   ├── DurationTooLong                   "The requested DurationSeconds exceeds ..."
+    │   └── InvalidSessionTags                "Unable to validate tags"
     ├── InvalidIdentityToken                  InvalidIdentityToken, 400
     │   ├── MalformedToken                    "The ID Token provided is not a valid JWT. ..."
     │   ├── UnsupportedAlgorithm              "Unsupported token signing algorithm: <alg>"
@@ -28,8 +30,12 @@ the HTTP layer writes the ``ErrorResponse`` from them in one place,
     ├── AccessDenied                          AccessDenied, 403
     │   ├── RoleNotFound
     │   └── TrustPolicyDenied                 (``decision`` holds the evaluator's reasons)
+    │       └── SessionPermissionDenied       the token passes tags or a source identity
+    │                                         and the trust policy lacks sts:TagSession
+    │                                         or sts:SetSourceIdentity
     ├── MalformedPolicyDocument               MalformedPolicyDocument, 400
     └── PackedPolicyTooLarge                  PackedPolicyTooLarge, 400
+        └── SessionTagsTooLarge               "Packed size of session tags consumes N% ..."
 
 Over the wire only the code and the message travel (a boto3 ``ClientError``);
 :func:`failure_from_wire` gives back the most precise class for them. Several
@@ -58,7 +64,9 @@ __all__ = [
     "InvalidIdentityToken",
     "InvalidParameterValue",
     "InvalidRoleArn",
+    "InvalidSessionTags",
     "InvalidSignature",
+    "InvalidSourceIdentity",
     "IssuedInTheFuture",
     "KeyNotFound",
     "MalformedPolicyDocument",
@@ -67,6 +75,8 @@ __all__ = [
     "NoOpenIDConnectProvider",
     "PackedPolicyTooLarge",
     "RoleNotFound",
+    "SessionPermissionDenied",
+    "SessionTagsTooLarge",
     "StsError",
     "TrustPolicyDenied",
     "UnsupportedAlgorithm",
@@ -127,6 +137,21 @@ class ValidationError(StsError):
     wire_code = "ValidationError"
 
 
+class InvalidSourceIdentity(ValidationError):
+    """Raised when the token's ``https://aws.amazon.com/source_identity`` claim breaks the
+    rules of a source identity: a string of 2 to 64 characters of ``[\\w+=,.@-]``, not
+    starting with ``aws:`` (IAM User Guide, "Monitor and control actions taken with
+    assumed roles").
+
+    [I] AWS does not publish its answer for a bad claim; the lab words it as STS words a
+    bad ``SourceIdentity`` parameter of AssumeRole (the service model's constraint).
+    Defined before :class:`InvalidParameterValue` so that :func:`failure_from_wire`
+    recognises its text first.
+    """
+
+    wire_pattern = r"1 validation error detected: Value .* at 'sourceIdentity' failed .*"
+
+
 class InvalidParameterValue(ValidationError):
     """Raised when parameters break the model; every broken constraint is listed."""
 
@@ -143,6 +168,21 @@ class DurationTooLong(ValidationError):
     """Raised when ``DurationSeconds`` is above the role's ``MaxSessionDuration``."""
 
     wire_message = "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+
+
+class InvalidSessionTags(ValidationError):
+    """Raised when the token's ``https://aws.amazon.com/tags`` claim breaks the rules of
+    session tags: ``principal_tags`` maps each key to one string value, at most 50 tags,
+    keys of 1 to 128 and values of up to 256 letters, digits, spaces and ``_.:/=+-@``,
+    neither starting with ``aws:``, no two keys differing only in case;
+    ``transitive_tag_keys`` lists some of those keys (IAM User Guide, "Passing session
+    tags in AWS STS", "Rules for tagging in IAM and AWS STS").
+
+    The text is the one STS sent for tags from a federated (SAML) sign-in it could not
+    accept (ministryofjustice/cloud-platform#4455); [I] for a web identity token.
+    """
+
+    wire_message = "Unable to validate tags"
 
 
 class InvalidIdentityToken(StsError):
@@ -249,6 +289,13 @@ class TrustPolicyDenied(AccessDenied):
     decision: Decision | None = None
 
 
+class SessionPermissionDenied(TrustPolicyDenied):
+    """Raised when the token passes session tags or a source identity and the trust policy
+    does not also allow ``sts:TagSession`` or ``sts:SetSourceIdentity`` (IAM User Guide,
+    "Permissions required to add session tags", "Permissions required to set source
+    identity"). ``action`` in the detail names the action refused."""
+
+
 class MalformedPolicyDocument(StsError):
     """Raised when the session policy is not a valid policy."""
 
@@ -261,6 +308,13 @@ class PackedPolicyTooLarge(StsError):
 
     wire_code = "PackedPolicyTooLarge"
     wire_pattern = r"Packed policy consumes \d+% of allotted space.*"
+
+
+class SessionTagsTooLarge(PackedPolicyTooLarge):
+    """Raised when the session tags take more than the packed space allows; the text is
+    STS's (aws-actions/configure-aws-credentials#1803, #1898)."""
+
+    wire_pattern = r"Packed size of session tags consumes \d+% of allotted space\."
 
 
 def _tree(cls: type[StsError]) -> list[type[StsError]]:

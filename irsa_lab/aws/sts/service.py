@@ -39,7 +39,7 @@ from ..oidc_client import OidcKeyFetcher
 from ..query import element
 from ..query_service import QueryCall, QueryService
 from .checks import KeysForIssuer, Pipeline, ProviderLike, RoleLike, State
-from .errors import StsError
+from .errors import MalformedPolicyDocument, StsError
 from .params import policy_arns, validate_parameters
 
 __all__ = [
@@ -138,6 +138,7 @@ class AssumeRoleResult:
             + element("AccessKeyId", creds["AccessKeyId"])
             + "</Credentials>"
             + element("Provider", w["Provider"])
+            + element("SourceIdentity", self.credential.source_identity)
             + element("PackedPolicySize", w.get("PackedPolicySize"))
         )
 
@@ -254,12 +255,14 @@ async def assume_role_with_web_identity(
     wall_clock: Clock,
     keys_for_issuer: KeysForIssuer,
     trace: Trace,
+    region: str = REGION,
 ) -> AssumeRoleResult:
     """Run the checks of docs/reference/sts.md §2.2 and issue credentials, or raise :class:`StsError`.
 
     ``params`` are the query-protocol parameters. ``keys_for_issuer(iss, kid)``
     gives the issuer's public keys by ``kid`` (sync or async; the STS app passes
-    :meth:`OidcKeyFetcher.keys`). Each step is recorded in ``trace``.
+    :meth:`OidcKeyFetcher.keys`). Each step is recorded in ``trace``. ``region`` is the
+    region the session is requested in (the STS endpoint's).
     """
     trace.record(
         "sdk",
@@ -272,13 +275,22 @@ async def assume_role_with_web_identity(
     try:
         try:
             pipeline, session, token = pipeline_for(
-                account, params, now=clock.now(), observe=observe
+                account, params, now=clock.now(), observe=observe, region=region
             )
         except StsError as err:
             observe("parameters", State(None), err)
             raise
         state = await pipeline.arun(token, keys_for_issuer)
-        result = _issue(account, session, state, pipeline, params, wall_clock)
+        result = _issue(
+            account,
+            session,
+            state,
+            pipeline,
+            params,
+            wall_clock,
+            issued_at=clock.now(),
+            region=region,
+        )
     except AwsError as err:
         trace.record(
             "sts",
@@ -306,6 +318,7 @@ def pipeline_for(
     *,
     now: float,
     observe: Any = None,
+    region: str = REGION,
 ) -> tuple[Pipeline, str, str]:
     """The pipeline STS runs for ``params`` on ``account``, with the session name and
     the token; raises the ``parameters`` step's errors."""
@@ -318,6 +331,8 @@ def pipeline_for(
         policy=params.get("Policy"),
         policy_arns=policy_arns(params),
         observe=observe,
+        session_name=session,
+        region=region,
     )
     return pipeline, session, token
 
@@ -329,8 +344,17 @@ def _issue(
     pipeline: Pipeline,
     params: Mapping[str, str],
     wall_clock: Clock,
+    *,
+    issued_at: float,
+    region: str,
 ) -> AssumeRoleResult:
-    """Step 12: credentials, registered in the account so SigV4 can verify them."""
+    """Step 12: credentials, registered in the account so SigV4 can verify them.
+
+    The credential carries what later permission checks read (docs of
+    :class:`~irsa_lab.aws.model.Credential`): the session policies, the issue time on the
+    lab clock (``aws:TokenIssueTime``, compared with ``aws:CurrentTime`` on the same
+    clock), the OIDC provider (``aws:FederatedProvider``) and the region.
+    """
     role = state.role
     assert isinstance(role, Role) and state.provider is not None and state.audience is not None
     ids = account.ids
@@ -338,6 +362,7 @@ def _issue(
     duration = DEFAULT_SESSION_DURATION_S if pipeline.duration is None else pipeline.duration
     expires = float(int(wall_clock.now()) + duration)
     assumed_role_id = f"{role.role_id}:{session}"
+    session_policies = _session_policies(account, pipeline, state)
     cred = Credential(
         access_key_id=ids.access_key_id("ASIA"),
         secret_access_key=ids.secret_token(40),
@@ -350,6 +375,12 @@ def _issue(
         expiration=expires,
         role_name=role.name,
         source="sts:AssumeRoleWithWebIdentity",
+        session_policies=session_policies,
+        issued_at=issued_at,
+        federated_provider=state.provider.arn,
+        region=region,
+        session_tags=dict(state.session.tags) if state.session is not None else {},
+        source_identity=state.session.source_identity if state.session is not None else None,
     )
     with account.lock:
         _forget_stale(account, wall_clock.now())
@@ -362,6 +393,42 @@ def _issue(
         assumed_role_id,
         state.packed_policy_size,
     )
+
+
+# [I] AWS does not publish how STS answers a PolicyArns entry that names no policy. The
+# lab answers MalformedPolicyDocument (the modelled STS error about session policies,
+# 400) with the text IAM gives for the same lookup ("Policy <arn> does not exist or is
+# not attachable.", observed in aws/aws-cdk#3379 and newrelic/aws-log-ingestion#77).
+UNKNOWN_POLICY_ARN = "Policy {arn} does not exist or is not attachable."
+
+
+def _session_policies(
+    account: Account, pipeline: Pipeline, state: State
+) -> list[tuple[str, str]] | None:
+    """The session policies of the request as (label, JSON): the inline ``Policy`` (its
+    grammar already checked by the ``session policy`` step) and the document of each
+    ``PolicyArns`` entry; None when none was passed. An ARN naming no managed policy in
+    the account (or an AWS managed one) is refused."""
+    if pipeline.policy is None and not pipeline.policy_arns:
+        return None
+    out: list[tuple[str, str]] = []
+    if pipeline.policy is not None:
+        out.append(("session policy (Policy)", pipeline.policy))
+    for arn in pipeline.policy_arns:
+        managed = account.managed_policies.get(arn)
+        if managed is None:
+            err = MalformedPolicyDocument(
+                UNKNOWN_POLICY_ARN.format(arn=arn),
+                f"PolicyArns names {arn}, which is neither a managed policy of account "
+                f"{account.account_id} nor an AWS managed policy the lab knows",
+                step="session policy",
+                policy_arn=arn,
+            )
+            if pipeline.observe is not None:
+                pipeline.observe("session policy", state, err)
+            raise err
+        out.append((f"session policy {arn}", managed.document))
+    return out
 
 
 def get_caller_identity(account: Account, cred: Credential) -> CallerIdentity:
@@ -383,7 +450,8 @@ def make_app(
     """The STS endpoint: the query protocol (:class:`QueryService`) on any path.
 
     ``fetcher`` is an :class:`OidcKeyFetcher` (or any ``(issuer, kid) -> keys``).
-    ``region`` is only reported in the trace; requests signed for any region verify.
+    ``region`` is the endpoint's: GetCallerIdentity must be signed for it, as STS's
+    regional endpoints require, and sessions are requested in it (``aws:RequestedRegion``).
     """
     wall = wall_clock or SystemClock()
     keys_for_issuer: KeysForIssuer = (
@@ -398,12 +466,15 @@ def make_app(
             wall_clock=wall,
             keys_for_issuer=keys_for_issuer,
             trace=trace,
+            region=region,
         )
         return result.to_xml()
 
     async def caller(call: QueryCall) -> str:
         try:
-            call.caller = authenticate_request(account, call.request, call.body, wall.now(), "sts")
+            call.caller = authenticate_request(
+                account, call.request, call.body, wall.now(), "sts", region=region
+            )
         except AwsError as err:
             trace.record("sdk", "sts", "GetCallerIdentity", err.code, why=err.explanation)
             raise
