@@ -21,6 +21,13 @@ __all__ = ["Ids"]
 
 _UPPER_DIGITS = string.ascii_uppercase + string.digits
 _B64ISH = string.ascii_letters + string.digits + "+/"
+# IAM's unique ids and access key ids are written in the RFC 4648 base32 alphabet,
+# A-Z and 2-7: docs/reference/sts.md §3 gives [A-Z2-7] for access key ids, and its
+# role id example (AROA2AVYNEVMZEZ2AFVYI) uses no other symbol. They are drawn from
+# A-Z0-9 as before, and the four symbols base32 leaves out (0 1 8 9) become the
+# letters it left them out for (O I B G). The ids are then base32, and every other
+# id a seeded lab draws after them (uids, pod name suffixes, tokens) stays the same.
+_TO_BASE32 = str.maketrans("0189", "OIBG")
 
 
 class Ids:
@@ -46,12 +53,12 @@ class Ids:
         return self._choice(GENERATE_NAME_ALPHABET, n)
 
     def aws_unique_id(self, prefix: str) -> str:
-        """``AROA`` + 17 chars: the 21-character ids IAM gives roles, users, policies."""
-        return prefix + self._choice(_UPPER_DIGITS, 17)
+        """``AROA`` + 17 base32 chars: the 21-character ids IAM gives roles, users, policies."""
+        return prefix + self._choice(_UPPER_DIGITS, 17).translate(_TO_BASE32)
 
     def access_key_id(self, prefix: str) -> str:
-        """``ASIA``/``AKIA`` + 16 chars: a 20-character access key id."""
-        return prefix + self._choice(_UPPER_DIGITS, 16)
+        """``ASIA``/``AKIA`` + 16 base32 chars: a 20-character access key id."""
+        return prefix + self._choice(_UPPER_DIGITS, 16).translate(_TO_BASE32)
 
     def secret_token(self, n: int) -> str:
         """A secret string; seeded only when the whole lab is seeded."""

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -156,3 +157,40 @@ def test_a_token_request_through_a_proxy_is_forbidden(sts_lab: StsLab):
         **{IMDS_TOKEN_TTL_HEADER: "60", "X-Forwarded-For": "10.0.0.1"},
     )
     assert status == 403
+
+
+def _token(base: str) -> str:
+    status, token = call(f"{base}/latest/api/token", "PUT", **{IMDS_TOKEN_TTL_HEADER: "60"})
+    assert status == 200 and token
+    return token
+
+
+def test_a_session_token_is_the_instances_and_works_from_either_view(sts_lab: StsLab):
+    # The hop limit decides whether the PUT's answer arrives, nothing more: once a
+    # token exists, any caller on the instance may present it.
+    sts_lab.imds_settings.http_tokens = "required"
+    path = "/latest/meta-data/iam/security-credentials/"
+    node, pod = sts_lab.imds_node_url, sts_lab.imds_pod_url
+    from_node, from_pod = _token(node), _token(pod)
+    for base in (node, pod):
+        for token in (from_node, from_pod):
+            assert call(f"{base}{path}", **{IMDS_TOKEN_HEADER: token}) == (200, NODE_ROLE_NAME)
+
+
+def test_with_hop_limit_one_a_pod_cannot_get_a_token_but_a_nodes_token_still_works_there(
+    sts_lab: StsLab,
+):
+    sts_lab.imds_settings.http_tokens = "required"
+    sts_lab.imds_settings.hop_limit = 1
+    from_node = _token(sts_lab.imds_node_url)  # the node is one hop away: its answer arrives
+    url = f"{sts_lab.imds_pod_url}/latest/meta-data/iam/security-credentials/"
+    assert call(url, **{IMDS_TOKEN_HEADER: from_node}) == (200, NODE_ROLE_NAME)
+    assert call(url)[0] == 401  # and without one, IMDSv1 stays refused
+
+
+def test_the_instance_profile_id_is_a_base32_unique_id(sts_lab: StsLab):
+    status, body = call(f"{sts_lab.imds_node_url}/latest/meta-data/iam/info")
+    assert status == 200
+    info = json.loads(body)
+    assert re.fullmatch(r"AIPA[A-Z2-7]{17}", info["InstanceProfileId"])
+    assert call(f"{sts_lab.imds_pod_url}/latest/meta-data/iam/info") == (200, body)

@@ -24,16 +24,19 @@ wire, and boto3 maps it to its own exception classes.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 from xml.sax.saxutils import escape as _xml_escape
 
 __all__ = [
     "INTERNAL_FAILURE_MESSAGE",
     "S3_INTERNAL_ERROR_MESSAGE",
+    "S3_MAX_SKEW_MS",
     "AwsError",
     "escape",
     "internal_failure",
     "query_error_xml",
+    "s3_error_elements",
     "s3_error_xml",
     "s3_internal_error",
 ]
@@ -44,6 +47,8 @@ INTERNAL_FAILURE_MESSAGE = (
 )
 # S3's wording of the same failure (its error-code table, code InternalError).
 S3_INTERNAL_ERROR_MESSAGE = "We encountered an internal error. Please try again."
+# The clock skew S3 tolerates, as its RequestTimeTooSkewed error states it (15 minutes).
+S3_MAX_SKEW_MS = 900000
 
 # Characters XML 1.0 cannot hold at all, even escaped: a request may echo them back.
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -55,7 +60,14 @@ def escape(text: str) -> str:
 
 
 class AwsError(Exception):
-    """Raised when an AWS stand-in refuses a request; carries the wire code and status."""
+    """Raised when an AWS stand-in refuses a request; carries the wire code and status.
+
+    ``message`` is what AWS sends, word for word, and nothing else: the learner's
+    account of what went wrong goes in ``explanation`` (shown by the lab and the
+    trace, never sent). ``elements`` are the extra children S3 puts in its ``Error``
+    document for this code, in order (``NoSuchKey`` has ``Key``, ``NoSuchBucket`` has
+    ``BucketName``); the query protocol (STS, IAM) has no such elements.
+    """
 
     def __init__(
         self,
@@ -66,6 +78,7 @@ class AwsError(Exception):
         sender: bool = True,
         explanation: str | None = None,
         detail: dict[str, Any] | None = None,
+        elements: Sequence[tuple[str, str]] = (),
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
@@ -74,6 +87,7 @@ class AwsError(Exception):
         self.sender = sender
         self.explanation = explanation or message
         self.detail = detail or {}
+        self.elements = tuple(elements)
 
     @property
     def fault(self) -> str:
@@ -97,13 +111,48 @@ def query_error_xml(err: AwsError, namespace: str, request_id: str) -> bytes:
     ).encode()
 
 
+def _iso_from_amz_date(stamp: str) -> str:
+    """``20250903T162150Z`` -> ``2025-09-03T16:21:50Z`` (other text is returned as is)."""
+    if re.fullmatch(r"\d{8}T\d{6}Z", stamp):
+        return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}Z"
+    return stamp
+
+
+def s3_error_elements(err: AwsError) -> tuple[tuple[str, str], ...]:
+    """The extra children of S3's ``Error`` element for ``err``, in S3's order.
+
+    ``err.elements`` when the error was built with them. A ``RequestTimeTooSkewed``
+    built by the signature check carries its two times in ``detail`` instead; S3
+    sends them as ``RequestTime`` (the request's ``X-Amz-Date`` as given),
+    ``ServerTime`` (ISO 8601) and ``MaxAllowedSkewMilliseconds``.
+    """
+    if err.elements:
+        return err.elements
+    d = err.detail
+    if err.code == "RequestTimeTooSkewed" and "request_time" in d and "server_time" in d:
+        return (
+            ("RequestTime", str(d["request_time"])),
+            ("ServerTime", _iso_from_amz_date(str(d["server_time"]))),
+            ("MaxAllowedSkewMilliseconds", str(S3_MAX_SKEW_MS)),
+        )
+    return ()
+
+
 def s3_error_xml(err: AwsError, request_id: str, resource: str = "") -> bytes:
-    """S3's ``Error`` document."""
-    res = f"<Resource>{escape(resource)}</Resource>" if resource else ""
+    """S3's ``Error`` document: code, message, the code's own elements, request ids.
+
+    An error with elements of its own (``Key``, ``BucketName`` ...) sends those, as
+    S3 does; any other names the ``resource`` it concerns, if one is given.
+    """
+    own = s3_error_elements(err)
+    if own:
+        extra = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in own)
+    else:
+        extra = f"<Resource>{escape(resource)}</Resource>" if resource else ""
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f"<Error><Code>{escape(err.code)}</Code><Message>{escape(err.message)}</Message>"
-        f"{res}<RequestId>{request_id}</RequestId><HostId>{request_id}</HostId></Error>"
+        f"{extra}<RequestId>{request_id}</RequestId><HostId>{request_id}</HostId></Error>"
     ).encode()
 
 

@@ -15,7 +15,9 @@ Two settings of the instance, :class:`ImdsSettings`, are the mitigations:
   expires on the way and never reaches the pod. The stand-in is served twice, once
   as seen from the node and once as seen from a pod, and at the pod position with
   ``hop_limit < 2`` it holds the PUT unanswered (the client times out, as it does
-  on EC2) and then drops the connection.
+  on EC2) and then drops the connection. Only that answer is limited: the token
+  itself is the instance's, valid from either view until it expires (EC2 names
+  the setting ``HttpPutResponseHopLimit``: it limits the PUT's response).
 
 IMDS speaks plain HTTP on a link-local address on EC2; the lab serves it on
 127.0.0.1, also without TLS, and clients reach it through
@@ -25,8 +27,10 @@ IMDS speaks plain HTTP on a link-local address on EC2; the lab serves it on
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
@@ -50,6 +54,7 @@ __all__ = [
     "IMDS_CREDENTIAL_LIFETIME_S",
     "ImdsSettings",
     "Position",
+    "instance_profile_id",
     "make_app",
     "node_credentials",
 ]
@@ -70,10 +75,26 @@ class ImdsSettings:
     ``http_tokens``: ``"optional"`` (IMDSv1 allowed) or ``"required"`` (IMDSv2 only).
     ``hop_limit``: the IP TTL of token responses (EC2 default 1, EKS managed node
     groups launch with 2); a caller needs ``1 + extra hops`` to receive one.
+
+    One object per instance, shared by its node and pod views, so it also holds the
+    instance's IMDSv2 session tokens (token -> expiry on the lab clock): a token
+    belongs to the instance, not to the view that handed it out. The hop limit only
+    decides whether the PUT's answer arrives.
     """
 
     http_tokens: Literal["optional", "required"] = "optional"
     hop_limit: int = 2
+    tokens: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
+
+
+def instance_profile_id(instance_id: str) -> str:
+    """``AIPA`` + 17 base32 characters, derived from the instance id.
+
+    Derived rather than drawn from the lab's ids, so each view computes the same one
+    without taking a value from the seeded sequence.
+    """
+    digest = hashlib.sha256(instance_id.encode()).digest()
+    return "AIPA" + base64.b32encode(digest).decode()[:17]
 
 
 def _role_name(node_role: str) -> str:
@@ -116,6 +137,10 @@ def node_credentials(
             expiration=float(int(now) + IMDS_CREDENTIAL_LIFETIME_S),
             role_name=name,
             source="imds",
+            # What the permission checks read of an instance-role session:
+            # aws:TokenIssueTime (lab clock, as aws:CurrentTime) and the region.
+            issued_at=account.clock.now(),
+            region=REGION,
         )
         account.credentials[cred.access_key_id] = cred
         return cred
@@ -143,7 +168,7 @@ def make_app(
         raise ValueError(f"position must be 'node' or 'pod', not {position!r}")
     wall = wall_clock or SystemClock()
     role_name = _role_name(node_role)
-    tokens: dict[str, float] = {}  # token -> expiry on the lab clock
+    tokens = settings.tokens  # the instance's, shared with the other view
     caller = "pod" if position == "pod" else "node"
 
     def text(body: str, status: int = 200) -> web.Response:
@@ -264,7 +289,7 @@ def make_app(
                     "Code": "Success",
                     "InstanceProfileArn": f"arn:aws:iam::{account.account_id}:"
                     f"instance-profile/{role_name}",
-                    "InstanceProfileId": "AIPA" + instance_id[2:].upper().ljust(17, "X")[:17],
+                    "InstanceProfileId": instance_profile_id(instance_id),
                 },
                 indent=2,
             ),

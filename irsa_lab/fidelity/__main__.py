@@ -2,7 +2,9 @@
 
 ``python -m irsa_lab.fidelity [OUT]`` exits 1 when a suite found a difference that is
 not accepted (a defect), 2 when the real programs are missing (the message names
-``make k8s-bin``), else 0.
+``make k8s-bin``), else 0. ``python -m irsa_lab.fidelity --aws-section [OUT]`` rewrites
+only the AWS section of an existing ``OUT`` (it needs no real program: nothing in it is
+measured).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import time
 from pathlib import Path
 
 from ..backends import binaries
-from .report import SuiteResult, render
+from .report import SuiteResult, aws_section, render
+
+AWS_HEADING = "\n## The AWS stand-ins against AWS\n"
 
 __all__ = ["main", "run_suites"]
 
@@ -34,7 +38,14 @@ def run_suites() -> list[SuiteResult]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m irsa_lab.fidelity [OUT]``; the exit code is the module docstring's."""
     args = sys.argv[1:] if argv is None else argv
+    aws_only = "--aws-section" in args
+    args = [a for a in args if a != "--aws-section"]
     out = Path(args[0]) if args else Path("docs/fidelity.md")
+    if aws_only:
+        measured = out.read_text().split(AWS_HEADING)[0].rstrip("\n")
+        out.write_text(measured + "\n" + "\n".join(aws_section()) + "\n")
+        print(f"fidelity: rewrote the AWS section of {out}")
+        return 0
     absent = binaries.missing()
     if absent:
         print(f"fidelity: {binaries.not_built(absent)}", file=sys.stderr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Difference", "SuiteResult", "render"]
+__all__ = ["Difference", "SuiteResult", "aws_section", "render"]
 
 
 @dataclass(frozen=True)
@@ -107,4 +107,28 @@ def render(
     ]
     for what, here, there, why in deviations or DEVIATIONS:
         lines.append(f"| {_cell(what)} | {_cell(here)} | {_cell(there)} | {_cell(why)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + aws_section()) + "\n"
+
+
+def aws_section() -> list[str]:
+    """The AWS stand-ins' known differences from AWS, each with its source."""
+    from .aws_differences import AWS_DIFFERENCES
+
+    lines = [
+        "",
+        "## The AWS stand-ins against AWS",
+        "",
+        "No AWS runs beside the lab, so these are not measured: each is a behaviour read",
+        "against AWS's documentation or a published observation (`irsa_lab/fidelity/",
+        "aws_differences.py`). Everything else on the AWS side is held to AWS's wire by",
+        "tests that drive it with boto3 and the aws CLI.",
+        "",
+        "| what | the lab | AWS | source | why it is acceptable |",
+        "|---|---|---|---|---|",
+    ]
+    for d in AWS_DIFFERENCES:
+        lines.append(
+            f"| {_cell(d.what)} | {_cell(d.lab)} | {_cell(d.aws)} | {_cell(d.source)} "
+            f"| {_cell(d.why)} |"
+        )
+    return lines

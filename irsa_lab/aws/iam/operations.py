@@ -24,7 +24,6 @@ from ..arns import issuer_host_path, oidc_provider_arn, role_arn
 from ..errors import AwsError
 from ..managed import version_facts
 from ..model import Account, ManagedPolicy, OidcProvider, Role
-from ..policy import parse_policy
 from . import validation as V
 
 __all__ = [
@@ -65,6 +64,24 @@ def _role(account: Account, name: str) -> Role:
     return role
 
 
+def _principal_exists(account: Account, value: str) -> bool:
+    """Whether IAM can resolve an ``AWS`` principal of a trust policy being saved.
+
+    A role or user of this account must exist (IAM stores it as its unique id). Account
+    ids, ``:root``, session ARNs and other accounts' entities are taken as written:
+    the lab models one account. Call with ``account.lock`` held.
+    """
+    prefix = f"arn:aws:iam::{account.account_id}:"
+    if not value.startswith(prefix):
+        return True
+    kind = value[len(prefix) :].split("/", 1)[0]
+    if kind == "role":
+        return account.role_by_arn(value) is not None
+    if kind == "user":
+        return any(c.kind == "user" and c.arn == value for c in account.credentials.values())
+    return True
+
+
 # --- roles --------------------------------------------------------------------------
 def create_role(
     account: Account,
@@ -82,8 +99,8 @@ def create_role(
     V.description(description)
     V.session_duration(max_session_duration)
     V.document("assumeRolePolicyDocument", assume_role_policy_document)
-    V.trust_policy(assume_role_policy_document)
     with account.lock:
+        V.trust_policy(assume_role_policy_document, lambda p: _principal_exists(account, p))
         # Role names are unique without regard to case.
         for existing in account.roles:
             if existing.lower() == role_name.lower():
@@ -125,7 +142,7 @@ def update_assume_role_policy(account: Account, role_name: str, policy_document:
     V.document("policyDocument", policy_document)
     with account.lock:
         role = _role(account, role_name)
-        role.trust_policy = V.trust_policy(policy_document)
+        role.trust_policy = V.trust_policy(policy_document, lambda p: _principal_exists(account, p))
 
 
 def update_role(
@@ -174,7 +191,7 @@ def put_role_policy(
     V.role_name(role_name)
     V.policy_name(policy_name)
     V.document("policyDocument", policy_document)
-    parse_policy(policy_document, kind="identity")
+    V.identity_policy(policy_document)
     with account.lock:
         role = _role(account, role_name)
         others = sum(V.policy_chars(d) for n, d in role.inline_policies.items() if n != policy_name)

@@ -6,16 +6,24 @@ way IAM's service model words it ("1 validation error detected: Value 'x' at
 'roleName' failed to satisfy constraint: ..."), or IAM's own ``InvalidInput`` and
 ``LimitExceeded`` where IAM checks beyond the model. Checkers return the value, so a
 call can check and use it in one place.
+
+Policy documents are read by the lab's policy grammar, which says where a fault is
+and why; IAM's own message says neither. :func:`identity_policy` and
+:func:`trust_policy` send IAM's text alone and keep the grammar's account in the
+error's ``explanation``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from collections.abc import Callable
 
 from ...constants import IAM_MAX_TRUST_POLICY_SIZE, MAX_ROLE_SESSION_DURATION_S
 from ..errors import AwsError
-from ..policy import parse_policy
+from ..policy import Policy, PolicyKind, parse_policy
+from ..policy.grammar import wire_text
 
 __all__ = [
     "MAX_TAGS",
@@ -23,6 +31,8 @@ __all__ = [
     "client_id",
     "description",
     "document",
+    "iam_policy_error",
+    "identity_policy",
     "invalid",
     "path",
     "policy_arn",
@@ -33,6 +43,7 @@ __all__ = [
     "tags",
     "thumbprint",
     "trust_policy",
+    "unknown_principal",
     "version_id",
 ]
 
@@ -152,15 +163,72 @@ def policy_chars(text: str) -> int:
     return sum(1 for ch in text if not ch.isspace())
 
 
-def trust_policy(text: str) -> str:
-    """A trust policy IAM stores: within the role's quota and grammatical as a trust policy."""
+# IAM's answer to a Principal in a policy attached to an identity (PutRolePolicy,
+# CreatePolicy); the grammar's "Has prohibited field Principal" is the policy editor's.
+NO_PRINCIPAL = "Policy document should not specify a principal."
+_PRINCIPAL_FIELDS = ("Has prohibited field Principal", "Has prohibited field NotPrincipal")
+
+
+def iam_policy_error(err: AwsError, kind: PolicyKind) -> AwsError:
+    """The grammar's ``MalformedPolicyDocument`` as IAM sends it for a ``kind`` policy.
+
+    The message becomes IAM's text alone; where the fault is and why stays in the
+    ``explanation``. Other errors are returned unchanged.
+    """
+    if err.code != "MalformedPolicyDocument":
+        return err
+    wire = wire_text(err)
+    if kind == "identity" and wire in _PRINCIPAL_FIELDS:
+        wire = NO_PRINCIPAL
+    return AwsError(err.code, wire, err.status, explanation=err.explanation, detail=err.detail)
+
+
+def _parsed(text: str, kind: PolicyKind) -> Policy:
+    try:
+        return parse_policy(text, kind=kind)
+    except AwsError as err:
+        raise iam_policy_error(err, kind) from None
+
+
+def identity_policy(text: str) -> Policy:
+    """A permission policy (inline or managed), grammatical as one, in IAM's words."""
+    return _parsed(text, "identity")
+
+
+def unknown_principal(value: str) -> AwsError:
+    """IAM's refusal of a trust policy naming a role or user that does not exist.
+
+    IAM stores such a principal as the entity's unique id, so it must exist when the
+    policy is saved; the message quotes type and value as JSON.
+    """
+    return AwsError(
+        "MalformedPolicyDocument",
+        f"Invalid principal in policy: {json.dumps('AWS')}:{json.dumps(value)}",
+        400,
+        explanation=f"the trust policy names {value}, which does not exist in this "
+        "account: IAM resolves a role or user principal to its unique id when the policy "
+        "is saved, so the entity must exist first",
+    )
+
+
+def trust_policy(text: str, exists: Callable[[str], bool] | None = None) -> str:
+    """A trust policy IAM stores: within the role's quota, grammatical as a trust policy,
+    and naming only roles and users that ``exists`` knows (when given)."""
     if policy_chars(text) > IAM_MAX_TRUST_POLICY_SIZE:
         raise AwsError(
             "LimitExceeded",
             f"Cannot exceed quota for ACLSizePerRole: {IAM_MAX_TRUST_POLICY_SIZE}",
             409,
         )
-    parse_policy(text, kind="trust")
+    policy = _parsed(text, "trust")
+    if exists is not None:
+        for st in policy.statements:
+            for principal in (st.principal, st.not_principal):
+                if principal is None or isinstance(principal, str):  # absent, or "*"
+                    continue
+                for ptype, value in principal:
+                    if ptype == "AWS" and not exists(value):
+                        raise unknown_principal(value)
     return text
 
 

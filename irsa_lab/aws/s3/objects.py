@@ -22,12 +22,12 @@ __all__ = [
     "DEFAULT_CONTENT_TYPE",
     "ListPage",
     "StoredObject",
-    "require_bucket",
     "delete_object",
     "get_object",
     "list_buckets",
     "list_objects",
     "put_object",
+    "require_bucket",
 ]
 
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"  # what S3 stores when none is given
@@ -54,15 +54,18 @@ class StoredObject:
 
 
 def _no_such_bucket(bucket: str) -> AwsError:
+    # S3 names the bucket in its own element: <BucketName>, not <Resource>.
     return AwsError(
         "NoSuchBucket",
         "The specified bucket does not exist",
         404,
         detail={"resource": f"/{bucket}"},
+        elements=(("BucketName", bucket),),
     )
 
 
 def require_bucket(account: Account, name: str) -> dict[str, Any]:
+    """The bucket's record, or S3's ``NoSuchBucket``."""
     b = account.buckets.get(name)
     if b is None:
         raise _no_such_bucket(name)

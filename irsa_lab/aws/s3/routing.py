@@ -2,19 +2,23 @@
 
 Requests are path-style (``https://127.0.0.1:PORT/<bucket>/<key>``), which is what
 botocore sends for an IP endpoint URL. :func:`route` reads the method, the path and
-the query names into an :class:`S3Call`; a request for an API this stand-in does
-not implement (``?acl``, ``CreateBucket`` ...) gets a clear ``InvalidRequest``.
+the query names into an :class:`S3Call`. A bucket name S3 could never have given
+out is ``InvalidBucketName``; a request for an API this stand-in does not implement
+(``?acl``, ``CreateBucket`` ...) gets S3's ``NotImplemented``, with the lab's reason in
+the error's explanation rather than in S3's message.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from ..errors import AwsError
 
-__all__ = ["S3Call", "bucket_arn", "route"]
+__all__ = ["S3Call", "bucket_arn", "check_bucket_name", "route"]
 
 
 def bucket_arn(bucket: str) -> str:
@@ -63,7 +67,50 @@ _ROOT_QUERY_OK = {"max-buckets", "continuation-token", "prefix", "bucket-region"
 
 
 def _not_here(what: str) -> AwsError:
-    return AwsError("InvalidRequest", f"The irsa-lab S3 stand-in does not implement {what}.", 400)
+    # S3 implements all of these; its error for functionality it lacks is NotImplemented.
+    return AwsError(
+        "NotImplemented",
+        "A header you provided implies functionality that is not implemented.",
+        501,
+        explanation=f"The irsa-lab S3 stand-in does not implement {what}.",
+    )
+
+
+# S3's general purpose bucket naming rules: 3-63 of a-z 0-9 . -, a letter or digit at
+# each end, no "..", not an IP address, and a few reserved prefixes and suffixes.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def _looks_like_ip(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def check_bucket_name(bucket: str) -> str:
+    """``bucket`` if S3's naming rules allow it, else S3's ``InvalidBucketName``."""
+    why = None
+    if not _BUCKET_NAME.fullmatch(bucket):
+        why = "3 to 63 lowercase letters, digits, dots and hyphens, a letter or digit at each end"
+    elif ".." in bucket:
+        why = "no two adjacent dots"
+    elif _looks_like_ip(bucket):
+        why = "not formatted as an IP address"
+    elif bucket.startswith(_RESERVED_PREFIXES) or bucket.endswith(_RESERVED_SUFFIXES):
+        why = "no reserved prefix or suffix"
+    if why is None:
+        return bucket
+    raise AwsError(
+        "InvalidBucketName",
+        "The specified bucket is not valid.",
+        400,
+        explanation=f"{bucket!r} breaks S3's bucket naming rules: {why}.",
+        elements=(("BucketName", bucket),),
+    )
 
 
 def _method_not_allowed() -> AwsError:
@@ -87,6 +134,7 @@ def route(method: str, raw_path: str, query: Mapping[str, str]) -> S3Call:
         if method == "GET":
             return S3Call("ListBuckets", "s3:ListAllMyBuckets", "*")
         raise _method_not_allowed()
+    check_bucket_name(bucket)
     whole_bucket = bucket_arn(bucket)
     if not key:
         unknown = set(query) - _BUCKET_QUERY_OK

@@ -1,7 +1,9 @@
 """The S3 stand-in served over HTTPS: authenticate, route, authorise, answer.
 
-Every request is SigV4-verified (service ``s3``) and then authorised the way the lab
-teaches: the account administrator may do anything; an assumed-role session may do
+Every request is SigV4-verified (service ``s3``, region ``REGION``; in its header,
+or in the query string of a presigned URL, which may also be S3's legacy Signature
+Version 2), an ``aws-chunked`` body's chunk signatures too, and then authorised the
+way the lab teaches: the account administrator may do anything; an assumed-role session may do
 what its role's permission policies allow (:func:`~irsa_lab.aws.endpoint.authorize_by_role`).
 A refusal is S3's ``AccessDenied`` with the message S3 has sent for same-account
 requests since August 2024 ("User: <arn> is not authorized to perform: s3:PutObject
@@ -24,20 +26,19 @@ from aiohttp import web
 from ...clock import Clock
 from ...constants import REGION
 from ...trace import Trace
-from ..arns import arn_account
 from ..endpoint import (
-    authenticate_request,
     authorize_by_role,
     record_call,
     refusal_facts,
     unexpected,
+    verify_request,
 )
 from ..errors import AwsError, s3_error_xml, s3_internal_error
 from ..model import Account, Credential
 from .documents import list_buckets_xml, list_objects_xml, location_xml
 from .objects import StoredObject, delete_object, get_object, put_object, require_bucket
 from .routing import S3Call, bucket_arn, route
-from .uploads import decode_upload
+from .uploads import ChunkSigning, decode_upload
 
 __all__ = ["MAX_BODY", "authorize_s3", "make_app"]
 
@@ -102,14 +103,17 @@ def _error_response(err: AwsError, request_id: str, resource: str) -> web.Respon
     return web.Response(body=body, status=err.status, content_type=_XML)
 
 
+def _is_auth_parameter(name: str) -> bool:
+    # X-Amz-Algorithm, X-Amz-Credential, ... (SigV4); AWSAccessKeyId, Signature,
+    # Expires, x-amz-security-token (SigV2): a presigned URL's, not an S3 API's.
+    return name.lower().startswith("x-amz-") or name in ("AWSAccessKeyId", "Signature", "Expires")
+
+
 def _condition_keys(
     cred: Credential, call: S3Call, query: Mapping[str, str], remote: str | None
 ) -> dict[str, Any]:
+    # S3's own keys; the global ones (aws:PrincipalArn ...) come from endpoint.caller_keys.
     keys: dict[str, Any] = {
-        "aws:SecureTransport": "true",
-        "aws:PrincipalArn": cred.arn,
-        "aws:userid": cred.user_id,
-        "aws:PrincipalAccount": arn_account(cred.arn),
         "s3:authType": "REST-HEADER",
         "s3:signatureversion": "AWS4-HMAC-SHA256",
     }
@@ -148,15 +152,24 @@ def make_app(account: Account, *, trace: Trace, wall_clock: Clock) -> web.Applic
                     request.rel_url.raw_query_string, keep_blank_values=True, max_num_fields=200
                 )
             )
-            cred = authenticate_request(account, request, body, wall_clock.now(), "s3")
+            signed = verify_request(account, request, body, wall_clock.now(), "s3")
+            cred = signed.credential
+            if signed.presigned:  # a presigned URL's own parameters select no S3 API
+                query = {k: v for k, v in query.items() if not _is_auth_parameter(k)}
             call = route(request.method, raw_path, query)
             detail.update(bucket=call.bucket, key=call.key, action=call.action)
             if call.bucket is not None:
                 with account.lock:
                     require_bucket(account, call.bucket)
             keys = _condition_keys(cred, call, query, request.remote)
+            if signed.presigned:
+                keys["s3:authType"] = "REST-QUERY-STRING"
+                keys["s3:signatureversion"] = signed.version
             detail.update(authorize_s3(account, cred, call, keys))
-            response = _execute(account, call, request, query, body, cred, keys)
+            chunks = ChunkSigning(
+                signed.signature, signed.signing_key(), signed.amz_date, signed.scope
+            )
+            response = _execute(account, call, request, query, body, cred, keys, chunks)
             outcome = "ok"
         except AwsError as err:
             outcome = err.code
@@ -200,6 +213,7 @@ def _execute(
     body: bytes,
     cred: Credential,
     keys: Mapping[str, Any],
+    chunks: ChunkSigning | None = None,
 ) -> web.Response:
     op = call.operation
     if op == "ListBuckets":
@@ -217,7 +231,7 @@ def _execute(
         )
     assert call.key is not None
     if op == "PutObject":
-        data = decode_upload(request.headers, body)
+        data = decode_upload(request.headers, body, chunks)
         ctype = request.headers.get("Content-Type")
         obj = put_object(account, call.bucket, call.key, data, ctype)
         headers = {
@@ -240,6 +254,7 @@ def _execute(
             "The specified key does not exist.",
             404,
             detail={"resource": f"/{call.bucket}/{call.key}"},
+            elements=(("Key", call.key),),  # S3 names the key in <Key>
         )
     obj = found
     headers = _object_headers(obj)

@@ -1,0 +1,246 @@
+"""What the AWS stand-ins are still known to do differently from AWS, and why that is fine.
+
+There is no AWS to run beside the lab, so this part of ``docs/fidelity.md`` is not
+measured: each entry is a behaviour read against AWS's documentation or a published
+observation, named with its source. The rest of the AWS side is held to AWS's wire by
+the tests that drive it with boto3 and the aws CLI. A difference found later belongs
+here, or is fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["AWS_DIFFERENCES", "AwsDifference"]
+
+
+@dataclass(frozen=True)
+class AwsDifference:
+    """One behaviour: what the lab does, what AWS does, the source, why it is acceptable."""
+
+    what: str
+    lab: str
+    aws: str
+    source: str
+    why: str
+
+
+AWS_DIFFERENCES: tuple[AwsDifference, ...] = (
+    AwsDifference(
+        "endpoints",
+        "STS, IAM, S3 and IMDS on loopback with the lab's CA; clients are pointed at them with "
+        "AWS_ENDPOINT_URL_<SERVICE>, AWS_CA_BUNDLE and AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        "regional public endpoints with public certificates",
+        "botocore's endpoint configuration (docs/reference/sts.md §4.6)",
+        "the one difference the lab promises; nothing in a request or an answer changes",
+    ),
+    AwsDifference(
+        "IAM eventual consistency",
+        "a change to a role, policy or OIDC provider is seen by the next request",
+        "changes can take seconds to propagate to every endpoint",
+        "IAM User Guide, Troubleshooting IAM: 'Changes that I make are not always "
+        "immediately visible'",
+        "a lab checks the learner's fix at once; a random delay would only make the "
+        "checks flaky, and the lab says that a real fix may take a moment",
+    ),
+    AwsDifference(
+        "undocumented STS texts",
+        "the lab's own wording for the InvalidIdentityToken cases AWS never published "
+        "(malformed JWT, unknown kid, unsupported alg), in AWS's style",
+        "not documented",
+        "docs/reference/sts.md §7",
+        "the code, the HTTP status and the step that failed are AWS's; only the free text "
+        "of a few messages is the lab's",
+    ),
+    AwsDifference(
+        "S3 error elements",
+        "NoSuchKey, NoSuchBucket, InvalidBucketName and RequestTimeTooSkewed carry AWS's "
+        "elements; other S3 errors (AccessDenied, InvalidRange, InvalidArgument ...) carry "
+        "<Resource>",
+        "each error carries its own elements (Method, RangeRequested, ArgumentName ...) or none",
+        "Amazon S3 API Reference, Error responses",
+        "SDKs read Code and Message and ignore the other children; the lab checks only "
+        "those that a learner's tool prints",
+    ),
+    AwsDifference(
+        "S3 APIs the lab does not serve",
+        "?acl, CreateBucket and the other APIs outside the lab's chain answer NotImplemented "
+        "(501) with the lab's reason in the trace",
+        "S3 serves them",
+        "Amazon S3 API Reference",
+        "the chain reads one bucket; a clear 501 is better than a made-up answer",
+    ),
+    AwsDifference(
+        "trust-policy principals",
+        "a principal naming a missing role or user of the lab's account is refused; "
+        "principals of other accounts and Federated providers are not checked",
+        "IAM resolves every principal to its unique id at save time",
+        "IAM User Guide, 'IAM JSON policy elements: Principal'",
+        "the lab has one account, and the lessons create the OIDC provider before the role",
+    ),
+    AwsDifference(
+        "bucket names",
+        "the general-purpose naming rules, checked after authentication; legacy us-east-1 "
+        "names (upper case, underscores) are refused",
+        "legacy buckets keep their names; the order of checks is not documented",
+        "Amazon S3 User Guide, 'Bucket naming rules'",
+        "the lab has no legacy buckets",
+    ),
+    AwsDifference(
+        "unique ids and access key ids",
+        "AROA/AIDA/AKIA/ASIA ids in AWS's base32 alphabet and lengths, drawn from the lab's seed",
+        "newer key ids encode the account id",
+        "IAM User Guide, 'IAM identifiers' (unique id prefixes); public analyses of key-id "
+        "encoding",
+        "the lab does not teach decoding a key id; seeded ids keep notebook outputs stable",
+    ),
+    AwsDifference(
+        "PackedPolicySize",
+        "ceil(100 × (minified session policy JSON plus policy ARNs) ÷ the lab's packed "
+        "limit); absent when no session policy is passed",
+        "a percentage of an undocumented compressed format, usually lower for the same policy",
+        "STS API Reference, AssumeRoleWithWebIdentity: PackedPolicySize",
+        "the documented facts are kept: a percentage, and a refusal above 100",
+    ),
+    AwsDifference(
+        "session-tag and source-identity errors in a web-identity token",
+        "a malformed https://aws.amazon.com/tags claim is ValidationError 'Unable to validate "
+        "tags'; a bad source identity gets the service model's ValidationError wording for "
+        "sourceIdentity; both are found at the claims step, before the signature",
+        "not published for AssumeRoleWithWebIdentity; the order of checks is not published",
+        "the SAML observation in ministryofjustice/cloud-platform#4455; botocore's sts model; "
+        "docs/reference/sts.md §7",
+        "the code and status are AWS's for these parameters, and the message names the claim "
+        "at fault",
+    ),
+    AwsDifference(
+        "packed size of session tags",
+        "tag text counted against a limit fitted to one observation (498% for nine "
+        "250-character tags); policies and tags are sized apart and PackedPolicySize reports "
+        "the larger",
+        "a compressed binary form whose size is not published",
+        "aws-actions/configure-aws-credentials#1898",
+        "a learner sees the same error at about the same size",
+    ),
+    AwsDifference(
+        "missing sts:TagSession or sts:SetSourceIdentity",
+        "the web-identity AccessDenied 'Not authorized to perform sts:AssumeRoleWithWebIdentity'",
+        "no public observation for web identity; signed AssumeRole callers are told the "
+        "missing action",
+        "IAM User Guide, 'Passing session tags in AWS STS' and 'Monitor and control actions "
+        "taken with assumed roles'",
+        "the lab's verdict table names the refused action beside the AWS message",
+    ),
+    AwsDifference(
+        "source identity length",
+        "2 to 64 characters of [\\w+=,.@-]",
+        "the IAM User Guide says 64; botocore's model allows up to 256",
+        "IAM User Guide, 'Monitor and control actions taken with assumed roles'",
+        "the documented limit is the one a learner will meet",
+    ),
+    AwsDifference(
+        "role chaining",
+        "transitive tag keys are stored but never used: the lab has no role chaining",
+        "transitive tags pass to the sessions of chained roles",
+        "IAM User Guide, 'Chaining roles with session tags'",
+        "IRSA assumes one role from a token; chaining is outside the chain the lab teaches",
+    ),
+    AwsDifference(
+        "PolicyArns naming no policy",
+        "MalformedPolicyDocument (400) 'Policy <arn> does not exist or is not attachable.'",
+        "refused; the code and text are not published",
+        "STS API Reference, AssumeRoleWithWebIdentity: PolicyArns; IAM's lookup text "
+        "observed in aws/aws-cdk#3379",
+        "the learner gets a 400 that names the ARN, and no credentials",
+    ),
+    AwsDifference(
+        "which policy type an AccessDenied names",
+        "an explicit deny first, then identity-based before session policy",
+        "names one type; which one when several refuse is not documented",
+        "IAM User Guide, 'Troubleshoot access denied error messages'",
+        "the outcome is the same; only the named type could differ",
+    ),
+    AwsDifference(
+        "policy variable edge cases",
+        "a substituted value is always literal; a multivalued key counts as no value; an "
+        "unclosed ${ stays as written; a variable under a numeric, date or IP operator is "
+        "refused when the policy is read",
+        "not documented beyond 'variables cannot be used with those operators'",
+        "IAM User Guide, 'IAM policy elements: Variables and tags'",
+        "every such case refuses or does not match, so the lab never grants more than AWS",
+    ),
+    AwsDifference(
+        "global condition keys not produced",
+        "no aws:UserAgent, aws:ResourceAccount, aws:ResourceOrgID, aws:MultiFactorAuthPresent, "
+        "aws:Ec2InstanceSource* or ec2:* keys, no aws:RequestTag on IAM CreateRole, no iam:* "
+        "service keys, no aws:SourceIp on IAM calls",
+        "present in the requests the reference lists",
+        "IAM User Guide, 'AWS global condition context keys'",
+        "no lesson uses them, and a policy that names a missing key behaves as it does on "
+        "AWS when the key is absent",
+    ),
+    AwsDifference(
+        "the clock of condition keys",
+        "aws:CurrentTime, aws:EpochTime and aws:TokenIssueTime read the lab clock, which a "
+        "notebook may freeze; Expiration uses the wall clock",
+        "one clock",
+        "IAM User Guide, 'AWS global condition context keys'",
+        "notebooks answer the same way on every run; the issue time never follows the current time",
+    ),
+    AwsDifference(
+        "managed session policies",
+        "the documents of PolicyArns are copied into the session when it is issued",
+        "evaluated from the current policy version",
+        "IAM User Guide, 'Session policies'",
+        "AWS managed policies in the lab never change, so no request can tell",
+    ),
+    AwsDifference(
+        "IAM credential scope",
+        "IAM accepts a signature scoped to us-east-1 or to the lab's region (eu-west-1) and "
+        "refuses any other with 'Credential should be scoped to a valid region'",
+        "IAM accepts only us-east-1",
+        "AWS SigV4 reference (global services sign for us-east-1); JuliaCloud/AWS.jl#565",
+        "with AWS_ENDPOINT_URL_IAM set, botocore signs IAM calls for the client's region, so "
+        "every learner's aws iam command would fail otherwise",
+    ),
+    AwsDifference(
+        "S3 presigned URLs of Signature Version 2",
+        "accepted for the lab bucket, checked with botocore's own signer",
+        "buckets created after 24 June 2020 refuse Version 2",
+        "AWS re:Post, 'Amazon S3 Signature Version 2 deprecation'",
+        "botocore's default for eu-west-1 and aws s3 presign both produce Version 2 URLs; "
+        "refusing them would make every presign lesson fail",
+    ),
+    AwsDifference(
+        "IAM presigned requests",
+        "accepted within the 15-minute window, as STS's are",
+        "not documented",
+        "aws/aws-sdk-go#2167 (STS ignores X-Amz-Expires)",
+        "no lesson presigns an IAM call",
+    ),
+    AwsDifference(
+        "checksum trailers and SigV4a",
+        "aws-chunked trailers are checked for CRC32, SHA1 and SHA256 (a CRC32C trailer passes "
+        "unchecked); SigV4a streaming modes are InvalidArgument",
+        "every checksum algorithm; SigV4a accepted",
+        "Amazon S3 User Guide, 'Checking object integrity'; AWS SigV4a documentation",
+        "botocore's defaults use CRC32 and SigV4 for the lab's requests",
+    ),
+    AwsDifference(
+        "S3 signing texts",
+        "the InvalidArgument text for a bad x-amz-content-sha256, the X-Amz-Expires texts and "
+        "'Request is not yet valid' follow single observations; the order of checks when "
+        "several are wrong is inferred",
+        "not documented",
+        "dmjio/s3-signer#16 and the observations cited in irsa_lab/aws/sigv4_errors.py",
+        "the codes and statuses are S3's; only some free texts may differ",
+    ),
+    AwsDifference(
+        "a header and a query signature at once",
+        "S3 refuses it (InvalidArgument 'Only one auth mechanism allowed'); STS and IAM use "
+        "the header",
+        "STS and IAM: not documented",
+        "Amazon S3 API Reference, Authenticating Requests",
+        "no client sends both",
+    ),
+)
