@@ -11,7 +11,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from irsa_lab.aws.model import Account, Credential
-from irsa_lab.aws.sigv4 import SigV4Failure, authenticate, to_aws_error
+from irsa_lab.aws.sigv4 import SigV4Failure, to_aws_error, verify
 
 AK = "ASIAEXAMPLEEXAMPLE01"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -61,7 +61,7 @@ def check(account: Account, req: AWSRequest, now: float | None = None) -> Creden
     headers = {k: v for k, v in req.headers.items()}
     headers.setdefault("Host", parts.netloc)
     body = req.body if isinstance(req.body, bytes) else (req.body or "").encode()
-    return authenticate(
+    return verify(
         account,
         method=req.method,
         path=parts.path,
@@ -69,7 +69,7 @@ def check(account: Account, req: AWSRequest, now: float | None = None) -> Creden
         headers=headers,
         body=body,
         now=time.time() if now is None else now,
-    )
+    ).credential
 
 
 FORM = b"Action=GetCallerIdentity&Version=2011-06-15"
@@ -194,9 +194,7 @@ def test_a_request_signed_twenty_minutes_ago_is_signature_expired(account):
 
 def test_an_unsigned_request_is_missing_authentication_token(account):
     with pytest.raises(SigV4Failure) as exc:
-        authenticate(
-            account, method="POST", path="/", query="", headers={}, body=FORM, now=time.time()
-        )
+        verify(account, method="POST", path="/", query="", headers={}, body=FORM, now=time.time())
     assert to_aws_error(exc.value, "sts").code == "MissingAuthenticationToken"
     assert to_aws_error(exc.value, "s3").code == "AccessDenied"
 
@@ -207,7 +205,7 @@ def test_an_unsigned_request_is_missing_authentication_token(account):
 )
 def test_a_malformed_authorization_header_is_refused_as_malformed(account, header):
     with pytest.raises(SigV4Failure) as exc:
-        authenticate(
+        verify(
             account,
             method="POST",
             path="/",
@@ -224,7 +222,7 @@ def test_a_scope_for_another_service_is_refused_when_the_service_is_known(accoun
     req = signed("POST", "https://127.0.0.1:4443/", body=FORM, service="s3")
     parts = urlsplit(req.url)
     with pytest.raises(SigV4Failure) as exc:
-        authenticate(
+        verify(
             account,
             method="POST",
             path=parts.path,

@@ -3,7 +3,7 @@
 The query-protocol services (STS and IAM, :mod:`.query_service`) and S3's REST
 endpoint (:mod:`.s3.service`) share these steps:
 
-- :func:`authenticate_request`: the request's SigV4 signature verified (:mod:`.sigv4`)
+- :func:`verify_request`: the request's SigV4 signature verified (:mod:`.sigv4`)
   on the bytes as they arrived, a failure worded as the service words it;
 - :func:`authorize_by_role`: the account administrator may do anything; a role session
   may do what both its role's permission policies and its session policies allow, judged
@@ -36,7 +36,6 @@ from .sigv2 import is_presigned_v2, verify_presigned_v2
 from .sigv4 import SigV4Failure, Verified, to_aws_error, verify
 
 __all__ = [
-    "authenticate_request",
     "authorize_by_role",
     "caller_keys",
     "caller_source",
@@ -107,20 +106,6 @@ def verify_request(
         )
     except SigV4Failure as failure:
         raise to_aws_error(failure, service) from None
-
-
-def authenticate_request(
-    account: Account,
-    request: web.Request,
-    body: bytes,
-    now: float,
-    service: Literal["sts", "iam", "s3"],
-    *,
-    region: str = REGION,
-) -> Credential:
-    """The credential that signed ``request`` for ``service``, or the service's error
-    (see :func:`verify_request`)."""
-    return verify_request(account, request, body, now, service, region=region).credential
 
 
 def authorize_by_role(

@@ -60,7 +60,6 @@ __all__ = [
     "FailureKind",
     "SigV4Failure",
     "Verified",
-    "authenticate",
     "signing_key",
     "to_aws_error",
     "verify",
@@ -565,29 +564,3 @@ def _payload_hash(
         value=content_sha,
         presigned=presigned,
     )
-
-
-def authenticate(
-    account: Account,
-    *,
-    method: str,
-    path: str,
-    query: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    now: float,
-    service: str | None = None,
-    regions: Collection[str] | None = None,
-) -> Credential:
-    """The credential that signed this request, or :class:`SigV4Failure` (see :func:`verify`)."""
-    return verify(
-        account,
-        method=method,
-        path=path,
-        query=query,
-        headers=headers,
-        body=body,
-        now=now,
-        service=service,
-        regions=regions,
-    ).credential

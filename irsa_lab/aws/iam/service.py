@@ -29,7 +29,7 @@ from ...clock import Clock, rfc3339
 from ...constants import IAM_API_VERSION, IAM_NS
 from ...trace import Trace
 from ..arns import oidc_provider_arn, role_arn
-from ..endpoint import authenticate_request, authorize_by_role
+from ..endpoint import authorize_by_role, verify_request
 from ..errors import AwsError
 from ..model import Account, Credential, Role
 from ..query import element, elements
@@ -407,8 +407,8 @@ def make_app(account: Account, *, trace: Trace, wall_clock: Clock) -> web.Applic
         dict.fromkeys(ACTIONS, serve),
         account.ids,
         trace,
-        authenticate=lambda call: authenticate_request(
-            account, call.request, call.body, wall_clock.now(), "iam"
+        authenticate=lambda call: (
+            verify_request(account, call.request, call.body, wall_clock.now(), "iam").credential
         ),
         record_calls=True,
     ).app()

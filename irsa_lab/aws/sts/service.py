@@ -32,7 +32,7 @@ from ...constants import DEFAULT_SESSION_DURATION_S, REGION, STS_API_VERSION, ST
 from ...ids import Ids
 from ...trace import Trace
 from ..arns import arn_account, arn_partition, assumed_role_arn
-from ..endpoint import authenticate_request
+from ..endpoint import verify_request
 from ..errors import AwsError
 from ..model import Account, Credential, Role
 from ..oidc_client import OidcKeyFetcher
@@ -472,9 +472,9 @@ def make_app(
 
     async def caller(call: QueryCall) -> str:
         try:
-            call.caller = authenticate_request(
+            call.caller = verify_request(
                 account, call.request, call.body, wall.now(), "sts", region=region
-            )
+            ).credential
         except AwsError as err:
             trace.record("sdk", "sts", "GetCallerIdentity", err.code, why=err.explanation)
             raise
