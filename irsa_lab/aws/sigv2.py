@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .model import Account
-from .sigv4 import UNSIGNED_PAYLOAD, SigV4Failure, Verified
+from .sigv4 import UNSIGNED_PAYLOAD, SigV4Failure, Verified, session_credential
 
 __all__ = ["ALGORITHM", "is_presigned_v2", "verify_presigned_v2"]
 
@@ -85,28 +85,9 @@ def verify_presigned_v2(
     key_id, signature, expires_at = (params[name] for name in _V2_PARAMS)
     if not expires_at.isdigit():
         raise SigV4Failure("missing", f"Expires {expires_at!r} is not a time in epoch seconds.")
-    with account.lock:
-        cred = account.credentials.get(key_id)
-    if cred is None:
-        raise SigV4Failure(
-            "unknown_key", f"No access key {key_id} exists in this account.", access_key_id=key_id
-        )
-    token = params.get("x-amz-security-token")
-    if (cred.session_token is not None or token is not None) and (
-        token is None
-        or cred.session_token is None
-        or not hmac.compare_digest(token.encode(), cred.session_token.encode())
-    ):
-        raise SigV4Failure(
-            "invalid_token",
-            f"The x-amz-security-token sent with {key_id} is not the session token issued "
-            "with that key.",
-            access_key_id=key_id,
-        )
-    if cred.expiration is not None and now >= cred.expiration:
-        raise SigV4Failure(
-            "expired_token", f"The session of {key_id} has expired.", access_key_id=key_id
-        )
+    cred = session_credential(
+        account, key_id, params.get("x-amz-security-token"), now, header="x-amz-security-token"
+    )
     if now > int(expires_at):
         raise SigV4Failure(
             "expired_request",

@@ -60,6 +60,7 @@ __all__ = [
     "FailureKind",
     "SigV4Failure",
     "Verified",
+    "session_credential",
     "signing_key",
     "to_aws_error",
     "verify",
@@ -315,6 +316,52 @@ def _s3_reencoded(path: str) -> str:
     return quote(unquote(path), safe="/~") or "/"
 
 
+def session_credential(
+    account: Account,
+    access_key_id: str,
+    token: str | None,
+    now: float,
+    *,
+    presigned: bool = False,
+    header: str = "X-Amz-Security-Token",
+) -> Credential:
+    """The credential of ``access_key_id``, if ``token`` is its session token (or both are
+    absent) and its session has not expired; else the :class:`SigV4Failure` that says why.
+
+    Signature Version 4 and S3's Version 2 URLs both end here; ``header`` is how the
+    request named the token.
+    """
+    with account.lock:
+        cred = account.credentials.get(access_key_id)
+    if cred is None:
+        raise SigV4Failure(
+            "unknown_key",
+            f"No access key {access_key_id} exists in this account.",
+            access_key_id=access_key_id,
+            presigned=presigned,
+        )
+    if (cred.session_token is not None or token is not None) and (
+        token is None
+        or cred.session_token is None
+        or not hmac.compare_digest(token.encode(), cred.session_token.encode())
+    ):
+        raise SigV4Failure(
+            "invalid_token",
+            f"The {header} sent with {access_key_id} is not the session token issued with "
+            "that key.",
+            access_key_id=access_key_id,
+            presigned=presigned,
+        )
+    if cred.expiration is not None and now >= cred.expiration:
+        raise SigV4Failure(
+            "expired_token",
+            f"The session of {access_key_id} expired at {_stamp(cred.expiration)}.",
+            access_key_id=access_key_id,
+            presigned=presigned,
+        )
+    return cred
+
+
 # --- the check ---------------------------------------------------------------------------
 def verify(
     account: Account,
@@ -385,36 +432,14 @@ def verify(
             presigned=presigned,
         )
 
-    with account.lock:
-        cred = account.credentials.get(access_key_id)
-    if cred is None:
-        raise SigV4Failure(
-            "unknown_key",
-            f"No access key {access_key_id} exists in this account.",
-            access_key_id=access_key_id,
-            presigned=presigned,
-        )
-    token = signed.token
-    if cred.session_token is not None or token is not None:
-        if (
-            token is None
-            or cred.session_token is None
-            or not hmac.compare_digest(token.encode(), cred.session_token.encode())
-        ):
-            raise SigV4Failure(
-                "invalid_token",
-                f"The X-Amz-Security-Token sent with {access_key_id} is not the session "
-                "token issued with that key.",
-                access_key_id=access_key_id,
-                presigned=presigned,
-            )
-    if cred.expiration is not None and now >= cred.expiration:
-        raise SigV4Failure(
-            "expired_token",
-            f"The session of {access_key_id} expired at {_stamp(cred.expiration)}.",
-            access_key_id=access_key_id,
-            presigned=presigned,
-        )
+    cred = session_credential(
+        account,
+        access_key_id,
+        signed.token,
+        now,
+        presigned=presigned,
+        header="X-Amz-Security-Token",
+    )
 
     if signed.amz_date is None:
         raise SigV4Failure("malformed", "The request carries no X-Amz-Date header.")
