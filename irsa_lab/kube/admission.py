@@ -75,7 +75,15 @@ Outcome = Literal["patched", "allowed", "denied", "ignored", "failed", "patch-er
 
 @dataclass
 class AdmissionRecord:
-    """One webhook exchange as stage 1 shows it: what was sent, received and done."""
+    """One webhook exchange as stage 1 shows it: what was sent, received and done.
+
+    ``source`` says where the record comes from: the stand-in's dispatcher saw the
+    exchange itself; a real API server's audit log (:mod:`~irsa_lab.kube.audit`) holds
+    only part of it, and ``unknown`` names the fields it could not fill (their values
+    are then empty placeholders, never guesses). ``index`` is the webhook's place in
+    the server's list of all webhooks, as in the audit annotations'
+    ``round_R_index_I`` (filled from the audit log only).
+    """
 
     configuration: str
     webhook: str
@@ -91,6 +99,9 @@ class AdmissionRecord:
     error: str = ""
     duration_ms: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    source: str = "dispatcher"
+    unknown: tuple[str, ...] = ()
+    index: int = 0
 
 
 @dataclass
