@@ -3,8 +3,11 @@
 The pod is read from the API server with the official client; its projected volumes
 are the host folders the kubelet stand-in wrote (computed from the state directory,
 so this works from another process than the one running the stack); its env comes
-from the stored spec, with paths into mounts rewritten to those folders. The AWS
-endpoint settings of the stack are added, and nothing of the caller's AWS identity.
+from the stored spec. The pod's paths resolve to those folders through a mount
+namespace, or by rewriting them where user namespaces are refused (docs/in-pod.md).
+The AWS endpoint settings of the stack are added, and nothing of the caller's AWS
+identity. A pod whose env names no region gets the node's, as IMDS would give it to
+the AWS CLI v2 of the ``amazon/aws-cli`` image (:func:`node_region_env`).
 
 :func:`exec_in_pod` only gathers these; the process itself is started by
 :func:`irsa_lab.kube.container.run`, the one exec path, which also lets the child record
@@ -19,14 +22,23 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .constants import ENV_DEFAULT_REGION, ENV_REGION
 from .kube.container import ExecPlan, container_env, run
 from .kube.kubelet import volume_dir
 from .trace import facts_path
 
-__all__ = ["PodNotFound", "exec_in_pod", "exec_plan", "pod_aws_env", "read_pod"]
+__all__ = [
+    "PodNotFound",
+    "exec_in_pod",
+    "exec_plan",
+    "node_region_env",
+    "pod_aws_env",
+    "read_pod",
+]
 
 
 class PodNotFound(LookupError):
@@ -78,6 +90,28 @@ def pod_aws_env(endpoints: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def node_region_env(
+    plan: ExecPlan, endpoints: Mapping[str, Any], extra_env: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    """``AWS_DEFAULT_REGION`` of the node, and a note, for a pod whose env names no region.
+
+    On EKS the ``amazon/aws-cli`` image (CLI v2) in a pod without a role takes the
+    region from IMDS, the node's. The lab's aws CLI is v1, which never asks IMDS for
+    the region (aws/aws-cli#6297) and stops with "You must specify a region", so the
+    lab supplies what IMDS would answer. A pod the webhook mutated already has both.
+    """
+    names = (ENV_REGION, ENV_DEFAULT_REGION)
+    if any(n in plan.env or n in extra_env for n in names):
+        return {}, []
+    region = str(endpoints["region"])
+    note = (
+        f"the pod's env names no region: {ENV_DEFAULT_REGION}={region} added, the node's "
+        "region as IMDS gives it (the AWS CLI v2 on EKS reads it there; the lab's CLI v1 "
+        "does not)"
+    )
+    return {ENV_DEFAULT_REGION: region}, [note]
+
+
 def exec_in_pod(
     endpoints: Mapping[str, Any],
     state_dir: Path,
@@ -92,23 +126,38 @@ def exec_in_pod(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` as ``pod``'s container, through :func:`~irsa_lab.kube.container.run`.
 
-    Without ``capture``, the output goes to this process's and the notes on what was
-    mapped are printed to stderr first. Reads of the token file are recorded in
-    ``state_dir``'s facts file.
+    Without ``capture``, the output goes to this process's and the notes (first the
+    mechanism that makes the pod's paths resolve, then what was mapped or added) are
+    printed to stderr before it, one ``irsa-lab:`` line each; either way they are in
+    the result's ``notes`` (a :class:`~irsa_lab.kube.container.PodProcess` here).
+    Reads of the token file are recorded in ``state_dir``'s facts file.
     """
+    if endpoints.get("backend") == "kind":
+        # The pod runs in a real container: `kubectl exec` into it.
+        from .kind.exec import exec_in_kind_pod
+
+        return exec_in_kind_pod(
+            endpoints,
+            namespace=namespace,
+            pod=pod,
+            container=container,
+            argv=argv,
+            capture=capture,
+            timeout=timeout,
+            extra_env=extra_env,
+        )
     stored = read_pod(endpoints["kubeconfig"], namespace, pod)
     root = Path(endpoints.get("kubelet_root") or state_dir / "kubelet")
     plan = exec_plan(stored, root, container)
-    if not capture:
-        for note in plan.notes:
-            print(f"irsa-lab: {note}", file=sys.stderr)
+    region, region_notes = node_region_env(plan, endpoints, extra_env or {})
+    plan = replace(plan, notes=[*plan.notes, *region_notes])
     # The lab's own Python environment comes first, so `aws` is the CLI installed with it.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
     meta = stored.get("metadata", {})
     return run(
         plan,
         argv,
-        extra_env={**pod_aws_env(endpoints), **(extra_env or {})},
+        extra_env={**pod_aws_env(endpoints), **region, **(extra_env or {})},
         base_env={"PATH": path, "LANG": os.environ.get("LANG", "C.UTF-8")},
         timeout=timeout,
         capture=capture,
@@ -119,4 +168,9 @@ def exec_in_pod(
             "uid": str(meta.get("uid", "")),
             "container": plan.container,
         },
+        notify=None if capture else _print_note,
     )
+
+
+def _print_note(note: str) -> None:
+    print(f"irsa-lab: {note}", file=sys.stderr, flush=True)

@@ -15,9 +15,22 @@ import yaml
 from token_fixtures import POD_UID, irsa_pod
 
 from irsa_lab.clock import LAB_EPOCH, ManualClock
-from irsa_lab.constants import NODE_NAME, SA_MOUNT_PATH, TOKEN_MOUNT_PATH, TOKEN_VOLUME_NAME
+from irsa_lab.constants import (
+    NODE_NAME,
+    SA_MOUNT_PATH,
+    TOKEN_FILE,
+    TOKEN_MOUNT_PATH,
+    TOKEN_VOLUME_NAME,
+)
 from irsa_lab.in_pod import exec_in_pod
-from irsa_lab.kube.container import ExecPlan, container_env, field_ref, minimal_env, run
+from irsa_lab.kube.container import (
+    ExecPlan,
+    container_env,
+    field_ref,
+    minimal_env,
+    rewrite_paths,
+    run,
+)
 from irsa_lab.session import Lab
 from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab
 from irsa_lab.trace import facts_path
@@ -33,7 +46,7 @@ def _hosts(tmp_path: Path) -> dict[str, Path]:
     return {TOKEN_VOLUME_NAME: tmp_path / "irsa", API_VOLUME: tmp_path / "sa"}
 
 
-def test_env_keeps_spec_order_and_rewrites_the_token_file_to_the_host(tmp_path: Path) -> None:
+def test_env_keeps_spec_order_and_the_pods_own_token_path(tmp_path: Path) -> None:
     plan = container_env(irsa_pod(), None, host_paths=_hosts(tmp_path))
     assert plan.container == "aws-cli"
     assert list(plan.env) == [
@@ -43,7 +56,14 @@ def test_env_keeps_spec_order_and_rewrites_the_token_file_to_the_host(tmp_path: 
         "AWS_ROLE_ARN",
         "AWS_WEB_IDENTITY_TOKEN_FILE",
     ]
+    assert plan.env["AWS_WEB_IDENTITY_TOKEN_FILE"] == TOKEN_FILE
+    assert plan.rewritten == []
+
+
+def test_rewriting_moves_the_token_file_to_the_host(tmp_path: Path) -> None:
+    plan, argv = rewrite_paths(container_env(irsa_pod(), None, host_paths=_hosts(tmp_path)), [])
     host_token = str(tmp_path / "irsa" / "token")
+    assert argv == []
     assert plan.env["AWS_WEB_IDENTITY_TOKEN_FILE"] == host_token
     assert plan.rewritten == [
         (
@@ -69,7 +89,38 @@ def test_sub_path_mounts_point_inside_the_volume(tmp_path: Path) -> None:
     c["env"].append({"name": "TOKEN_COPY", "value": "/token-only"})
     plan = container_env(pod, None, host_paths=_hosts(tmp_path))
     assert plan.mounts["/token-only"] == tmp_path / "irsa" / "token"
-    assert plan.env["TOKEN_COPY"] == str(tmp_path / "irsa" / "token")
+    assert plan.env["TOKEN_COPY"] == "/token-only"
+    moved, _ = rewrite_paths(plan, [])
+    assert moved.env["TOKEN_COPY"] == str(tmp_path / "irsa" / "token")
+
+
+def test_rewriting_finds_pod_paths_inside_arguments_but_not_lookalikes(tmp_path: Path) -> None:
+    plan = container_env(irsa_pod(), None, host_paths=_hosts(tmp_path))
+    irsa, sa = tmp_path / "irsa", tmp_path / "sa"
+    argv = [
+        "cat",
+        TOKEN_FILE,
+        f"--ca={SA_MOUNT_PATH}/ca.crt",
+        f"{SA_MOUNT_PATH}-not-a-mount/x",
+        f"/prefix{TOKEN_MOUNT_PATH}",
+        f"cat {TOKEN_FILE} {SA_MOUNT_PATH}",
+    ]
+    moved, args = rewrite_paths(plan, argv)
+    assert args == [
+        "cat",
+        f"{irsa}/token",
+        f"--ca={sa}/ca.crt",
+        f"{SA_MOUNT_PATH}-not-a-mount/x",
+        f"/prefix{TOKEN_MOUNT_PATH}",
+        f"cat {irsa}/token {sa}",
+    ]
+    assert [name for name, _, _ in moved.rewritten] == [
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "argv[1]",
+        "argv[2]",
+        "argv[5]",
+    ]
+    assert any("argument 1" in n and str(irsa) in n for n in moved.notes)
 
 
 def test_field_refs_give_pod_facts_and_unsupported_sources_become_notes(tmp_path: Path) -> None:
