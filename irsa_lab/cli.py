@@ -296,6 +296,8 @@ def cmd_kind(args: argparse.Namespace) -> int:
 
     ``up`` runs in the foreground like ``irsa-lab up`` (``--detach`` backgrounds it):
     the AWS stand-ins live in this process, the cluster outlives it until ``down``.
+    ``up`` on an existing cluster resumes it. SIGINT and SIGTERM, during the start or
+    after it, stop the stand-ins and remove ``endpoints.json`` on the way out.
     """
     from .doctor import print_checks
     from .kind.checks import kind_checks
@@ -327,25 +329,42 @@ def cmd_kind(args: argparse.Namespace) -> int:
         )
     if args.detach:
         return _kind_up_detached(state, args)
+
+    def interrupted(signum: int, frame: object) -> None:
+        # SIGTERM (`irsa-lab kind down`, a detached parent giving up) unwinds like
+        # Ctrl-C, so the stand-ins stop and endpoints.json goes with them.
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         lab = kind_up(
             state, seed=args.seed, progress=lambda msg: print(f"irsa-lab kind: {msg}", flush=True)
         )
     except KindError as err:
         raise CliError(str(err)) from err
-    (state / "lab.pid").write_text(f"{os.getpid()}\n")
-    print(
-        f"irsa-lab kind: cluster {lab.name!r} is up, issuer {lab.endpoints['issuer']}", flush=True
-    )
-    print(
-        f'irsa-lab kind: `eval "$(irsa-lab env{_sd(state)})"` points kubectl, boto3 and '
-        "the aws CLI at it",
-        flush=True,
-    )
+    except KeyboardInterrupt:
+        print(
+            f"irsa-lab kind: interrupted; `irsa-lab kind up{_sd(state)}` resumes, "
+            f"`irsa-lab kind down{_sd(state)}` deletes the cluster",
+            flush=True,
+        )
+        return 130
     try:
+        (state / "lab.pid").write_text(f"{os.getpid()}\n")
+        print(
+            f"irsa-lab kind: cluster {lab.name!r} is up, issuer {lab.endpoints['issuer']}",
+            flush=True,
+        )
+        print(
+            f'irsa-lab kind: `eval "$(irsa-lab env{_sd(state)})"` points kubectl, boto3 and '
+            "the aws CLI at it",
+            flush=True,
+        )
         _serve_until_signalled()
+    except KeyboardInterrupt:
+        pass  # a signal that came before _serve_until_signalled took over
     finally:
-        lab.stop_aws()
+        lab.stop_aws()  # removes endpoints.json first
         (state / "lab.pid").unlink(missing_ok=True)
     print(
         f"irsa-lab kind: AWS stand-ins stopped; the cluster keeps running "
@@ -359,13 +378,17 @@ def _kind_up_detached(state: Path, args: argparse.Namespace) -> int:
     # The blocking checks run here first, so a machine without Docker fails in the
     # foreground with the fix instead of in a log file.
     from .kind.checks import kind_checks
-    from .kind.cluster import failed_prerequisites
+    from .kind.cluster import UP_DEADLINE_S, KindError, failed_prerequisites, remove_stale_endpoints
 
     problem = failed_prerequisites(kind_checks())
     if problem:
         raise CliError(problem)
     (state / "kind").mkdir(parents=True, exist_ok=True)
-    (state / "endpoints.json").unlink(missing_ok=True)
+    try:
+        # A stale endpoints.json would read as "up" below before the child is ready.
+        remove_stale_endpoints(state)
+    except KindError as err:
+        raise CliError(str(err)) from err
     log_path = state / "kind" / "kind-up.log"
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
     cmd = [sys.executable, "-m", "irsa_lab.cli", "kind", "up", "--state-dir", str(state)]
@@ -380,7 +403,8 @@ def _kind_up_detached(state: Path, args: argparse.Namespace) -> int:
         f"progress in {log_path}",
         flush=True,
     )
-    deadline = time.monotonic() + 900
+    # Every step of kind up at its longest (irsa_lab.kind.cluster.step_timeouts).
+    deadline = time.monotonic() + UP_DEADLINE_S
     while time.monotonic() < deadline:
         if child.poll() is not None:
             raise CliError(f"kind up failed; see {log_path}:\n" + log_path.read_text()[-3000:])
@@ -391,8 +415,8 @@ def _kind_up_detached(state: Path, args: argparse.Namespace) -> int:
             )
             return 0
         time.sleep(0.5)
-    child.terminate()
-    raise CliError(f"kind up did not finish within 15 min; see {log_path}")
+    child.terminate()  # SIGTERM: the child stops its stand-ins and removes endpoints.json
+    raise CliError(f"kind up did not finish within {UP_DEADLINE_S:g} s; see {log_path}")
 
 
 # --- parser ---------------------------------------------------------------------------

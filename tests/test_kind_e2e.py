@@ -28,6 +28,8 @@ from irsa_lab.constants import (
 from irsa_lab.kind import cluster
 from irsa_lab.kind.checks import docker_info
 from irsa_lab.kind.cluster import KindError, kind_down, kind_up
+from irsa_lab.kind.exec import exec_in_kind_pod, read_pod_file
+from irsa_lab.kind.network import with_lab_ca
 from irsa_lab.pki import LabCA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,41 +80,78 @@ def test_kind_up_on_this_machine_fails_fast_when_docker_or_kind_is_missing(tmp_p
 
 
 # --- the steps, with a fake toolchain ------------------------------------------------------
+# What `docker network inspect kind` prints on Linux (kind's network is dual-stack).
+KIND_NETWORK_INSPECT = [
+    {
+        "Name": "kind",
+        "IPAM": {
+            "Driver": "default",
+            "Config": [
+                {"Subnet": "fc00:f853:ccd:e793::/64", "Gateway": "fc00:f853:ccd:e793::1"},
+                {"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"},
+            ],
+        },
+    }
+]
+
+
 class FakeTools:
-    """Answers kind and kubectl as a healthy cluster would; the probe is mutated on try 2."""
+    """Answers docker, kind and kubectl as a healthy cluster would; the probe is mutated
+    on try 2. ``clusters`` is what ``kind get clusters`` lists; ``fail_next`` maps a
+    word of a command line to how many of those calls fail before they succeed."""
 
     def __init__(self, ca_pem: bytes, unmutated_tries: int = 1) -> None:
         self.ca_pem = ca_pem
         self.unmutated_tries = unmutated_tries
         self.calls: list[list[str]] = []
         self.applied = ""
+        self.applies: list[str] = []
+        self.clusters = ["other"]
+        self.docker_os = "Ubuntu 24.04.1 LTS"
+        self.fail_next: dict[str, int] = {}
+
+    def _write_kubeconfig(self, kubeconfig: Path) -> None:
+        data = base64.b64encode(self.ca_pem).decode()
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "clusters": [
+                        {
+                            "name": "kind-irsa-lab",
+                            "cluster": {
+                                "server": KIND_API_SERVER_URL,
+                                "certificate-authority-data": data,
+                            },
+                        }
+                    ]
+                }
+            )
+        )
 
     def run(self, argv: Any, *, timeout: float, input: str | None = None, fix: str = "") -> str:
         argv = list(argv)
         self.calls.append(argv)
+        for word, left in self.fail_next.items():
+            if word in argv and left > 0:
+                self.fail_next[word] = left - 1
+                raise KindError(f"`{' '.join(argv)}` failed (exit 1):\nconnection refused")
         if argv[:3] == ["kind", "get", "clusters"]:
-            return "other\n"
+            return "".join(f"{c}\n" for c in self.clusters)
         if argv[:3] == ["kind", "create", "cluster"]:
-            kubeconfig = Path(argv[argv.index("--kubeconfig") + 1])
-            data = base64.b64encode(self.ca_pem).decode()
-            kubeconfig.write_text(
-                yaml.safe_dump(
-                    {
-                        "clusters": [
-                            {
-                                "name": "kind-irsa-lab",
-                                "cluster": {
-                                    "server": KIND_API_SERVER_URL,
-                                    "certificate-authority-data": data,
-                                },
-                            }
-                        ]
-                    }
-                )
-            )
+            self._write_kubeconfig(Path(argv[argv.index("--kubeconfig") + 1]))
             return ""
+        if argv[:3] == ["kind", "export", "kubeconfig"]:
+            self._write_kubeconfig(Path(argv[argv.index("--kubeconfig") + 1]))
+            return ""
+        if argv[:2] == ["docker", "info"]:
+            return json.dumps({"OperatingSystem": self.docker_os, "ServerVersion": "27.3.1"})
+        if argv[:4] == ["docker", "network", "inspect", "kind"]:
+            return json.dumps(KIND_NETWORK_INSPECT)
+        if argv[:2] == ["docker", "start"]:
+            return argv[2] + "\n"
         if "apply" in argv:
-            self.applied = input or ""
+            self.applied = self.applied or (input or "")
+            self.applies.append(input or "")
             return "applied\n"
         if "--dry-run=server" in argv:
             pod = yaml.safe_load(input or "")
@@ -129,15 +168,20 @@ class FakeTools:
 
 
 class FakeAws:
+    """What ``start_aws_for_issuer`` returns, without servers: its CA file is real."""
+
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
         self.stopped = False
+        ca_file = Path(kwargs["state_dir"]) / "ca.crt"
+        ca_file.write_bytes(LabCA.create("fake stand-ins CA").cert_pem)
         self.endpoints = {
             "sts": "https://127.0.0.1:1001",
             "iam": "https://127.0.0.1:1002",
             "s3": "https://127.0.0.1:1003",
             "imds": "http://127.0.0.1:1004",
-            "ca_bundle": "/x/ca.crt",
+            "sts_pod": "https://172.18.0.1:2001",
+            "ca_bundle": str(ca_file),
             "account_id": "123456789012",
             "region": "eu-west-1",
             "admin_access_key_id": "AKIA",
@@ -178,7 +222,7 @@ def test_kind_up_creates_applies_waits_for_a_mutated_probe_then_starts_aws(
     lab = _up(tmp_path, fake, seed=7)
     verbs = [
         c[:3]
-        if c[0] == "kind"
+        if c[0] in ("kind", "docker")
         else ["kubectl", next(v for v in ("apply", "rollout", "create") if v in c)]
         for c in fake.calls
     ]
@@ -188,6 +232,14 @@ def test_kind_up_creates_applies_waits_for_a_mutated_probe_then_starts_aws(
         ["kubectl", "apply"],
     ]
     assert verbs[3] == ["kubectl", "rollout"]
+    assert verbs[-3:] == [
+        ["docker", "info", "--format"],
+        ["docker", "network", "inspect"],
+        ["kubectl", "apply"],  # the CA ConfigMap, once the stand-ins' CA exists
+    ]
+    (config_map,) = yaml.safe_load_all(fake.applies[-1])
+    assert config_map["kind"] == "ConfigMap" and config_map["metadata"]["name"] == "irsa-lab-ca"
+    assert config_map["data"]["ca.crt"] == (tmp_path / "ca.crt").read_text()
     dry_runs = [c for c in fake.calls if "--dry-run=server" in c]
     assert len(dry_runs) == 2, "an unmutated probe must be retried, not accepted"
     create = fake.calls[1]
@@ -205,6 +257,9 @@ def test_kind_up_creates_applies_waits_for_a_mutated_probe_then_starts_aws(
         "discovery_url": KIND_DISCOVERY_URL,
         "ca_pem_for_discovery": fake.ca_pem,
         "seed": 7,
+        # Linux: pods reach the host at the kind network's IPv4 gateway.
+        "pod_host": "172.18.0.1",
+        "pod_bind": "172.18.0.1",
     }
     endpoints = json.loads((tmp_path / "endpoints.json").read_text())
     assert endpoints["backend"] == "kind"
@@ -230,13 +285,6 @@ def test_kind_up_stops_with_the_logs_command_when_the_probe_never_mutates(
     assert "did not mutate the probe pod" in text and "AWS_ROLE_ARN" in text
     assert "logs deployment/pod-identity-webhook" in text
     assert "irsa-lab kind down" in text
-
-
-def test_kind_up_refuses_an_existing_cluster_of_the_same_name(
-    tmp_path: Path, fake: FakeTools
-) -> None:
-    with pytest.raises(KindError, match="already exists"):
-        _up(tmp_path, fake, name="other")
 
 
 # --- the real thing -------------------------------------------------------------------------
@@ -312,6 +360,68 @@ def test_seed_walkthrough_on_a_real_kind_cluster(tmp_path: Path) -> None:
             **common,
         )
         assert BUCKET in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+        # Defect 3: the issuer's discovery URL verifies against oidc_ca_bundle.
+        doc = cluster.fetch_json_anonymously(
+            KIND_DISCOVERY_URL, Path(ep["oidc_ca_bundle"]).read_bytes()
+        )
+        assert doc["issuer"] == KIND_ISSUER
+
+        # Defects 2 and 7: in the real container, the SDK reaches the stand-ins at the
+        # pod-side address with the CA from the ConfigMap.
+        aws_pod = with_lab_ca(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "awspod"},
+                "spec": {
+                    "serviceAccountName": "s3-readonly-sa",
+                    "containers": [
+                        {"name": "aws", "image": "amazon/aws-cli", "command": ["sleep", "3600"]}
+                    ],
+                },
+            }
+        )
+        subprocess.run(
+            [*kubectl, "apply", "-f", "-"],
+            input=json.dumps(aws_pod),
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        subprocess.run(
+            [*kubectl, "wait", "--for=condition=Ready", "pod/awspod", "--timeout=300s"],
+            check=True,
+            timeout=320,
+        )
+
+        def caller_arn(endpoints: dict[str, Any], wait_s: float = 0) -> str:
+            # After a resume the stand-ins have a new CA; the kubelet refreshes the
+            # mounted ConfigMap within about a minute.
+            deadline = time.monotonic() + wait_s
+            while True:
+                p = exec_in_kind_pod(
+                    endpoints,
+                    namespace="default",
+                    pod="awspod",
+                    container=None,
+                    argv=["aws", "sts", "get-caller-identity", "--output", "json"],
+                )
+                if p.returncode == 0 or time.monotonic() >= deadline:
+                    break
+                time.sleep(5)
+            assert p.returncode == 0, p.stderr
+            return str(json.loads(p.stdout)["Arn"])
+
+        assert "assumed-role/AmazonEKSPodS3ReadOnlyAccessRole/" in caller_arn(ep)
+        assert read_pod_file(ep, namespace="default", pod="awspod", path=TOKEN_FILE).count(".") == 2
+
+        # Defect 5: stop the stand-ins (Ctrl-C), then resume the same cluster.
+        lab.stop_aws()
+        assert not (tmp_path / "endpoints.json").exists()
+        lab = kind_up(tmp_path, seed=20240327, progress=print)
+        assert any(step.startswith("resuming") for step in lab.steps)
+        assert "assumed-role/AmazonEKSPodS3ReadOnlyAccessRole/" in caller_arn(lab.endpoints, 150)
     finally:
         kind_down(tmp_path, lab=lab)
     clusters = subprocess.run(["kind", "get", "clusters"], capture_output=True, text=True).stdout
