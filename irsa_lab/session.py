@@ -28,9 +28,23 @@ from . import constants as C
 from .kube.kubelet import volume_dir
 
 if TYPE_CHECKING:
+    from .control import LabControl
+    from .kube.admission import AdmissionRecord
+    from .kube.audit import AuditLog
     from .stack import EmbeddedLab
 
-__all__ = ["BACKENDS", "Lab", "LabError", "close_api_client", "lab", "reset_lab"]
+__all__ = [
+    "BACKENDS",
+    "POD_START_TIMEOUT_S",
+    "WEBHOOK_SYNC_TIMEOUT_S",
+    "Lab",
+    "LabError",
+    "close_api_client",
+    "expected_mutation",
+    "lab",
+    "observed_mutation",
+    "reset_lab",
+]
 
 BACKENDS = ("embedded", "k8s", "running", "kind")
 
@@ -58,6 +72,54 @@ def close_api_client(api: Any) -> None:
     api.close()
 
 
+WEBHOOK_SYNC_TIMEOUT_S = 10.0
+POD_START_TIMEOUT_S = 120.0
+
+
+def expected_mutation(annotations: Mapping[str, str]) -> dict[str, Any]:
+    """What the webhook does to a pod of a ServiceAccount with these annotations, in the
+    facts :meth:`Lab.await_webhook_sees` compares: role, audience, token lifetime and
+    regional STS (read with the webhook stand-in's own parsers; the lab runs the
+    webhook with ``--sts-regional-endpoint=true`` and ``--token-expiration=86400``)."""
+    from .webhook.annotations import parse_go_bool, parse_token_expiration
+
+    role = annotations.get(C.ROLE_ARN_ANNOTATION)
+    if not role:
+        return {"role": None}
+    expiration = parse_token_expiration(
+        annotations.get(C.TOKEN_EXPIRATION_ANNOTATION), C.MIN_TOKEN_EXPIRATION_S
+    )
+    raw_regional = annotations.get(C.STS_REGIONAL_ANNOTATION)
+    regional = parse_go_bool(raw_regional) if raw_regional is not None else None
+    return {
+        "role": role,
+        "audience": annotations.get(C.AUDIENCE_ANNOTATION) or C.DEFAULT_AUDIENCE,
+        "expiration": expiration or C.DEFAULT_TOKEN_EXPIRATION_S,
+        "regional": True if regional is None else regional,
+    }
+
+
+def observed_mutation(pod: Mapping[str, Any], want: Mapping[str, Any]) -> dict[str, Any]:
+    """The same facts as :func:`expected_mutation`, read from a (dry-run) pod."""
+    spec = pod.get("spec") or {}
+    first = (spec.get("containers") or [{}])[0]
+    env = {e.get("name"): e.get("value") for e in first.get("env") or []}
+    role = env.get(C.ENV_ROLE_ARN)
+    if not role or want.get("role") is None:
+        return {"role": role or None}
+    token: dict[str, Any] = {}
+    for v in spec.get("volumes") or []:
+        if v.get("name") == C.TOKEN_VOLUME_NAME:
+            for src in (v.get("projected") or {}).get("sources") or []:
+                token = src.get("serviceAccountToken") or token
+    return {
+        "role": role,
+        "audience": token.get("audience"),
+        "expiration": token.get("expirationSeconds"),
+        "regional": C.ENV_STS_REGIONAL_ENDPOINTS in env,
+    }
+
+
 @dataclass(eq=False, repr=False)
 class Lab:
     """Clients and views of a running lab, the same whatever the backend."""
@@ -70,6 +132,7 @@ class Lab:
     # A stack this process started and stops on close (the k8s backend's).
     owned: Any = None
     _api: Any = field(default=None, init=False)
+    _control: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.endpoints = dict(self.endpoints)
@@ -120,8 +183,26 @@ class Lab:
     ) -> dict[str, Any]:
         """Create a pod (the API server runs admission) and return it as stored."""
         ns = namespace or manifest.get("metadata", {}).get("namespace") or C.NAMESPACE
-        resp = self.core.create_namespaced_pod(ns, dict(manifest), _preload_content=False)
+        body = dict(manifest)
+        if self.endpoints.get("backend") == "kind":
+            # Real containers: the stand-ins' CA reaches them in a ConfigMap.
+            body = self._with_kind_ca(body, ns)
+        resp = self.core.create_namespaced_pod(ns, body, _preload_content=False)
         return self._raw(resp)
+
+    def _with_kind_ca(self, pod: dict[str, Any], namespace: str) -> dict[str, Any]:
+        from kubernetes.client.rest import ApiException
+
+        from .kind.network import CA_CONFIGMAP, ca_configmap, with_lab_ca
+
+        try:
+            self.core.read_namespaced_config_map(CA_CONFIGMAP, namespace)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            ca_pem = Path(self.endpoints["ca_bundle"]).read_bytes()
+            self.core.create_namespaced_config_map(namespace, ca_configmap(ca_pem, namespace))
+        return with_lab_ca(pod)
 
     def delete_pod(
         self, name: str, namespace: str = C.NAMESPACE, *, missing_ok: bool = True
@@ -133,6 +214,26 @@ class Lab:
         except ApiException as err:
             if not (missing_ok and err.status == 404):
                 raise
+
+    def wait_running(
+        self, name: str, namespace: str = C.NAMESPACE, *, timeout: float = POD_START_TIMEOUT_S
+    ) -> dict[str, Any]:
+        """``kubectl wait --for=jsonpath='{.status.phase}'=Running``: the pod once its node
+        runs it (its volumes written); LabError naming its phase after ``timeout``."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            pod = self.get_pod(name, namespace)
+            phase = (pod.get("status") or {}).get("phase")
+            if phase == "Running":
+                return pod
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"pod {namespace}/{name} is {phase or 'not scheduled'} after {timeout:.0f} s: "
+                    f"`kubectl describe pod {name} -n {namespace}` shows why"
+                )
+            time.sleep(0.1)
 
     def recreate_pod(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Delete the pod if it exists, then create it again: how a pod picks up a new
@@ -146,10 +247,107 @@ class Lab:
     ) -> dict[str, Any]:
         """``kubectl annotate sa``: a value of None removes the annotation."""
         body = {"metadata": {"annotations": dict(annotations)}}
-        return self._raw(
+        sa = self._raw(
             self.core.patch_namespaced_service_account(
                 name, namespace, body, _preload_content=False
             )
+        )
+        if self.embedded is None:
+            self.await_webhook_sees(sa)
+        return sa
+
+    def await_webhook_sees(
+        self, service_account: Mapping[str, Any], *, timeout: float = WEBHOOK_SYNC_TIMEOUT_S
+    ) -> bool:
+        """Wait until the webhook mutates as ``service_account``'s annotations say.
+
+        The upstream webhook reads ServiceAccounts from an informer cache, and waits
+        only for an account missing from it: a pod created right after an annotation
+        changed can be mutated from the old one. A server-side dry run of a pod of that
+        account (nothing is stored) shows what the webhook would do now; it is asked
+        again until it agrees, for at most ``timeout`` seconds. (The embedded webhook
+        looks the account up consistently and needs no wait.) False if it never agreed.
+        """
+        import time
+
+        meta = service_account.get("metadata") or {}
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        want = expected_mutation(dict(meta.get("annotations") or {}))
+        probe = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"generateName": "irsa-lab-probe-", "namespace": namespace},
+            "spec": {
+                "serviceAccountName": name,
+                "containers": [{"name": "probe", "image": C.POD_IMAGE}],
+            },
+        }
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = self.core.create_namespaced_pod(
+                namespace, probe, dry_run="All", _preload_content=False
+            )
+            if observed_mutation(self._raw(resp), want) == want:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+    # -- admission: what the API server sent the webhook and what it got back -------------
+    def admission_mark(self) -> int:
+        """A mark to pass to :meth:`admission_records` (taken before creating a pod)."""
+        if self.endpoints.get("audit_log"):
+            return self._audit_log().mark()
+        return self.control.admission_mark()
+
+    def admission_records(
+        self, namespace: str, name: str, since: int, *, timeout: float = 5.0
+    ) -> list[AdmissionRecord]:
+        """The webhook calls the API server made admitting pod ``namespace/name`` after
+        ``since``: from the embedded API server's log, or from a real API server's audit
+        log (``Request`` level), which carries the real JSONPatch. Empty: not called."""
+        if not self.endpoints.get("audit_log"):
+            return self.control.admission_records(namespace, name, since)
+        listed = self.admissionregistration.list_mutating_webhook_configuration(
+            _preload_content=False
+        )
+        return self._audit_log().admission_records(
+            namespace=namespace,
+            name=name,
+            since=since,
+            timeout=timeout,
+            configurations=list(self._raw(listed).get("items") or []),
+        )
+
+    def _audit_log(self) -> AuditLog:
+        from .kube.audit import AuditLog
+
+        return AuditLog(Path(self.endpoints["audit_log"]))
+
+    # -- the views and knobs the lessons use, on every backend ------------------------------
+    @property
+    def control(self) -> LabControl:
+        """The trace, the node's metadata options, the webhook, the kubelet's records
+        (:class:`irsa_lab.control.LabControl`), wherever the lab runs."""
+        if self._control is None:
+            from .control import StackControl
+
+            stack = self.embedded if self.embedded is not None else self.owned
+            if stack is not None:
+                self._control = StackControl(stack)
+            else:
+                from .admin import RemoteControl
+
+                self._control = RemoteControl(self.endpoints, self.state_dir)
+        return self._control
+
+    def modify_instance_metadata_options(
+        self, *, HttpTokens: str | None = None, HttpPutResponseHopLimit: int | None = None
+    ) -> dict[str, Any]:
+        """``aws ec2 modify-instance-metadata-options`` for the lab's node; returns the
+        options in force afterwards."""
+        return self.control.modify_metadata_options(
+            http_tokens=HttpTokens, hop_limit=HttpPutResponseHopLimit
         )
 
     # -- the token ------------------------------------------------------------------------
@@ -163,6 +361,13 @@ class Lab:
 
     def read_token(self, pod_name: str = C.POD_NAME, namespace: str = C.NAMESPACE) -> str:
         """The projected token, as the SDK in the pod reads it."""
+        if self.endpoints.get("backend") == "kind":
+            # The real kubelet writes it inside the node container: read it in the pod.
+            from .kind.exec import read_pod_file
+
+            return read_pod_file(
+                self.endpoints, namespace=namespace, pod=pod_name, path=C.TOKEN_FILE
+            )
         return self.token_path(pod_name, namespace).read_text()
 
     def discovery(self) -> dict[str, Any]:
@@ -180,7 +385,9 @@ class Lab:
         import ssl
         import urllib.request
 
-        ctx = ssl.create_default_context(cafile=self.endpoints["ca_bundle"])
+        # The issuer is served by the API server: on kind its CA is the cluster's.
+        cafile = self.endpoints.get("oidc_ca_bundle") or self.endpoints["ca_bundle"]
+        ctx = ssl.create_default_context(cafile=cafile)
         with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:  # noqa: S310 - https only
             return dict(json.loads(resp.read()))
 
@@ -234,6 +441,10 @@ class Lab:
         from .in_pod import exec_in_pod
         from .trace import facts_path
 
+        if self.embedded is None:
+            # A node that watches the API server starts the pod a moment after it is
+            # created (a real one pulls the image first): `kubectl wait` before exec.
+            self.wait_running(pod, namespace)
         if self.embedded is not None:
             self.embedded.trace.watch(facts_path(self.state_dir))
         env = {"TZ": "UTC", **(extra_env or {})}
@@ -249,15 +460,7 @@ class Lab:
             extra_env=env,
         )
 
-    # -- embedded only ----------------------------------------------------------------------
-    def require_embedded(self, what: str) -> EmbeddedLab:
-        if self.embedded is None:
-            raise LabError(
-                f"{what} needs the embedded backend (this lab uses {self.backend!r}); "
-                "set IRSA_LAB_BACKEND=embedded"
-            )
-        return self.embedded
-
+    # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
         if self._api is not None:
             close_api_client(self._api)
@@ -336,6 +539,13 @@ def _connect(backend: str, state_dir: Path | str | None) -> Lab:
             "embedded backend (IRSA_LAB_BACKEND=embedded)"
         )
     endpoints = json.loads(path.read_text())
+    from .kind.cluster import endpoints_alive
+
+    if not endpoints_alive(endpoints):
+        raise LabError(
+            f"the lab in {folder} is not running (its endpoints.json names closed ports): "
+            f"start it again with `{'irsa-lab kind up' if endpoints.get('backend') == 'kind' else 'irsa-lab up --detach'}`"
+        )
     return Lab(endpoints, folder, backend=backend)
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Self
 
 from . import constants as C
+from .admin import TOKEN_FILE as ADMIN_TOKEN_FILE
+from .admin import serve_admin
 from .aws import iam as iam_mod
 from .aws import imds as imds_mod
 from .aws import s3 as s3_mod
@@ -28,6 +30,7 @@ from .aws.model import Account
 from .aws.oidc_client import OidcKeyFetcher
 from .aws.scenario import DefaultScenario, seed_default
 from .clock import LAB_EPOCH, Clock, ManualClock, SystemClock
+from .control import StackControl
 from .httpd import ServerLoop
 from .ids import Ids
 from .kube import oidc as oidc_mod
@@ -35,7 +38,7 @@ from .kube.apiserver import ApiServer
 from .kube.kubeconfig import write_kubeconfig
 from .kube.kubelet import Kubelet
 from .kube.tokens import TokenIssuer, eks_issuer
-from .pki import LabCA, SigningKey, write_secret
+from .pki import LOOPBACK, LabCA, SigningKey, write_secret
 from .trace import Trace, facts_path
 from .webhook import server as webhook_server
 from .webhook.config import pod_identity_webhook_configuration
@@ -231,11 +234,16 @@ def start_aws_for_issuer(
     discovery_url: str,
     ca_pem_for_discovery: bytes,
     seed: int | None = None,
+    pod_host: str | None = None,
+    pod_bind: str | None = None,
 ) -> AwsHandle:
     """Start STS, IAM, S3 and IMDS trusting a real cluster's issuer (the kind backend).
 
     ``discovery_url`` is where ``<issuer>/.well-known/openid-configuration`` really is
     (the kind API server); ``ca_pem_for_discovery`` is that server's CA.
+    ``pod_host`` is the name pods reach the host by (the certificate names it too);
+    ``pod_bind`` an address the pod-facing stand-ins also listen on (the kind
+    network's gateway). Without them everything listens on 127.0.0.1 only.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     loop = ServerLoop("irsa-lab-aws").start()
@@ -246,9 +254,11 @@ def start_aws_for_issuer(
         base = discovery_url.removesuffix("/.well-known/openid-configuration")
         discovery_ssl = ssl.create_default_context(cadata=ca_pem_for_discovery.decode())
         clock = SystemClock()
+        hosts = (LOOPBACK, "localhost", *([pod_host] if pod_host else []))
+        tls = ca.issue(hosts).server_context()
         side = AwsSide(
             loop,
-            tls=ca.issue().server_context(),
+            tls=tls,
             issuer=issuer,
             resolve={issuer: base},
             discovery_ssl=discovery_ssl,
@@ -257,6 +267,11 @@ def start_aws_for_issuer(
             ids=Ids(seed),
             trace=Trace(clock),
         ).start()
+        pod_ports: dict[str, int] | None = None
+        if pod_bind:
+            from .kind.network import serve_for_pods  # kind mode only
+
+            pod_ports = serve_for_pods(loop, pod_bind, tls)
     except BaseException:
         loop.stop()
         raise
@@ -270,6 +285,10 @@ def start_aws_for_issuer(
         "admin_access_key_id": side.scenario.admin.access_key_id,
         "admin_secret_access_key": side.scenario.admin.secret_access_key,
     }
+    if pod_host:
+        from .kind.network import pod_endpoint_fields
+
+        endpoints.update(pod_endpoint_fields(side.urls, host=pod_host, ports=pod_ports))
     return AwsHandle(side, loop, endpoints)
 
 
@@ -473,7 +492,11 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
             oidc=self.oidc_url,
             ca_bundle=str(ca_path),
             kubeconfig=str(kubeconfig),
-            extra={"backend": "embedded", "kubelet_root": str(state / "kubelet")},
+            extra={
+                "backend": "embedded",
+                "kubelet_root": str(state / "kubelet"),
+                "admin": serve_admin(self.loop, StackControl(self), state, tls=ctx),
+            },
         )
         self.endpoints.write(state)
 
@@ -534,6 +557,7 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
         finally:
             self.loop.stop()
         (self.state_dir / "endpoints.json").unlink(missing_ok=True)
+        (self.state_dir / ADMIN_TOKEN_FILE).unlink(missing_ok=True)
 
     def _abort(self) -> None:
         self.loop.stop()

@@ -1,8 +1,10 @@
 """The lab notebooks run in a fresh kernel: as shipped (every check says "not solved yet",
-no cell errors) and with the solution injected before the check cell (every check passes).
+no cell errors) and with the solution injected before the check cell (every check passes),
+on the embedded backend and on the ``k8s`` one (the real kube-apiserver and upstream
+webhook), with the same notebooks: the lab code never asks which backend it runs on.
 
-Kernels run a few at a time (each starts its own embedded lab on loopback), so the
-eighteen runs take about as long as a handful would one after the other.
+Kernels run a few at a time (each starts its own lab on loopback), so the eighteen runs
+of a backend take about as long as a handful would one after the other.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from irsa_lab.backends import binaries
 from irsa_lab.labs import EXERCISES
 
 LABS = Path(__file__).resolve().parents[1] / "labs"
@@ -52,9 +55,21 @@ def _text(cell: Any) -> str:
     return "".join(parts)
 
 
-async def _run(nb: Any, state_dir: Path, gate: asyncio.Semaphore) -> Any:
+BACKENDS = [
+    "embedded",
+    pytest.param(
+        "k8s",
+        marks=pytest.mark.skipif(
+            bool(binaries.missing()),
+            reason=f"{', '.join(binaries.missing())} not built: run `make k8s-bin` (needs Go)",
+        ),
+    ),
+]
+
+
+async def _run(nb: Any, state_dir: Path, backend: str, gate: asyncio.Semaphore) -> Any:
     async with gate:
-        env = {**os.environ, "IRSA_LAB_STATE_DIR": str(state_dir)}
+        env = {**os.environ, "IRSA_LAB_STATE_DIR": str(state_dir), "IRSA_LAB_BACKEND": backend}
         client = NotebookClient(
             nb,
             timeout=CELL_TIMEOUT_S,
@@ -67,24 +82,27 @@ async def _run(nb: Any, state_dir: Path, gate: asyncio.Semaphore) -> Any:
         return nb
 
 
-def _run_all(jobs: list[tuple[Any, Path]]) -> list[Any]:
+def _run_all(jobs: list[tuple[Any, Path]], backend: str) -> list[Any]:
     async def main() -> list[Any]:
         gate = asyncio.Semaphore(PARALLEL)
-        return list(await asyncio.gather(*(_run(nb, d, gate) for nb, d in jobs)))
+        return list(await asyncio.gather(*(_run(nb, d, backend, gate) for nb, d in jobs)))
 
     return asyncio.run(main())
 
 
-@pytest.fixture(scope="module")
-def executed(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Any]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def executed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, str], Any]:
+    backend = str(request.param)
     jobs: list[tuple[Any, Path]] = []
     keys: list[tuple[str, str]] = []
     for ex in EXERCISES:
         shipped = nbformat.read(LABS / f"{ex.name}.ipynb", as_version=4)
         for variant, nb in (("shipped", shipped), ("solved", _with_solution(shipped, ex.id))):
             keys.append((ex.id, variant))
-            jobs.append((nb, tmp_path_factory.mktemp(f"state-{ex.id}-{variant}")))
-    return dict(zip(keys, _run_all(jobs), strict=True))
+            jobs.append((nb, tmp_path_factory.mktemp(f"state-{backend}-{ex.id}-{variant}")))
+    return dict(zip(keys, _run_all(jobs, backend), strict=True))
 
 
 @pytest.mark.parametrize("exercise_id", [ex.id for ex in EXERCISES])

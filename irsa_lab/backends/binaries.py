@@ -288,7 +288,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = f"{found.path} ({found.source})" if found else f"missing: {GET_COMMAND}"
             print(f"{name:34} {PROGRAMS[name].version:9} {where}")
         return 0
-    print("usage: python -m irsa_lab.backends.binaries [build [NAME...] | list]", file=sys.stderr)
+    if action == "check":
+        absent = missing()
+        if absent:
+            print(f"k8s-bin: {', '.join(absent)} not built: run `{GET_COMMAND}`", file=sys.stderr)
+        return 1 if absent else 0
+    print(
+        "usage: python -m irsa_lab.backends.binaries [build [NAME...] | list | check]",
+        file=sys.stderr,
+    )
     return 2
 
 

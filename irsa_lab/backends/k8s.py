@@ -38,7 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import constants as C
+from ..admin import TOKEN_FILE as ADMIN_TOKEN_FILE
+from ..admin import serve_admin
 from ..clock import SystemClock
+from ..control import StackControl
 from ..httpd import ServerLoop
 from ..httpd import free_port as _free_port  # one name, the seam a test patches
 from ..ids import Ids
@@ -112,6 +115,7 @@ DEVIATIONS: list[tuple[str, str, str, str]] = [
         "no aggregated API, Service or DNS lookup is part of the chain",
     ),
 ]
+WEBHOOK_PROGRAM = "amazon-eks-pod-identity-webhook"
 SERVICE_CIDR = "10.96.0.0/16"  # kubeadm's default serviceSubnet
 START_TIMEOUT_S = 90.0
 
@@ -203,6 +207,7 @@ class K8sLab(StartsOnce, WithAwsSide):
         (self.dir / PIDS_FILE).unlink(missing_ok=True)
         shutil.rmtree(self.dir / "etcd", ignore_errors=True)
         (self.state_dir / "endpoints.json").unlink(missing_ok=True)
+        (self.state_dir / ADMIN_TOKEN_FILE).unlink(missing_ok=True)
 
     # -- start-up -------------------------------------------------------------------------
     def _mark(self, what: str, since: float) -> None:
@@ -309,9 +314,13 @@ class K8sLab(StartsOnce, WithAwsSide):
             )
         proc = _Proc(name, popen, log)
         self.procs.append(proc)
+        self._write_pids()
+        return proc
+
+    def _write_pids(self) -> None:
+        """The programs' pids, for `irsa-lab down` to stop what a crashed lab left."""
         pids = {p.name: p.popen.pid for p in self.procs}
         (self.dir / PIDS_FILE).write_text(json.dumps(pids) + "\n")
-        return proc
 
     def _until(
         self, what: str, ready: Callable[[], bool], proc: _Proc | None, timeout: float
@@ -542,7 +551,20 @@ class K8sLab(StartsOnce, WithAwsSide):
             for a in args
         ]
         args += [f"--kubeconfig={kubeconfig}", f"--metrics-port={_free_port()}"]
-        proc = self._spawn("amazon-eks-pod-identity-webhook", args)
+        self._webhook_args = args
+        self._spawn_webhook()
+        self._apply(
+            [
+                kind_manifests.mutating_webhook_configuration(
+                    ca_pem=self.ca.cert_pem, url=f"{self.webhook_url}{C.WEBHOOK_MUTATE_PATH}"
+                ),
+                *kind_manifests.scenario_manifests(),
+            ]
+        )
+
+    def _spawn_webhook(self) -> None:
+        """Run the webhook binary with its flags and wait until it answers /healthz."""
+        proc = self._spawn(WEBHOOK_PROGRAM, self._webhook_args)
         ctx = self.ca.client_context()
 
         def healthy() -> bool:
@@ -553,14 +575,44 @@ class K8sLab(StartsOnce, WithAwsSide):
                 return bool(resp.status == 200)
 
         self._until("waiting for the pod identity webhook", healthy, proc, 30)
-        self._apply(
-            [
-                kind_manifests.mutating_webhook_configuration(
-                    ca_pem=self.ca.cert_pem, url=f"{self.webhook_url}{C.WEBHOOK_MUTATE_PATH}"
-                ),
-                *kind_manifests.scenario_manifests(),
-            ]
-        )
+
+    # -- breaking the chain on purpose (the same calls as the embedded lab's) ---------------
+    def _webhook_proc(self) -> _Proc | None:
+        return next((p for p in self.procs if p.name == WEBHOOK_PROGRAM), None)
+
+    @property
+    def webhook_running(self) -> bool:
+        proc = self._webhook_proc()
+        return proc is not None and proc.popen.poll() is None
+
+    def stop_webhook(self) -> None:
+        """Stop the upstream webhook process (its failurePolicy then decides)."""
+        proc = self._webhook_proc()
+        if proc is None:
+            return
+        if proc.popen.poll() is None:
+            proc.popen.terminate()
+            try:
+                proc.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+        self.procs.remove(proc)
+        self._write_pids()
+
+    def start_webhook(self) -> str:
+        """Run the webhook again on the same port, with the same flags; returns its URL."""
+        if not self.webhook_running:
+            stale = self._webhook_proc()
+            if stale is not None:
+                self.procs.remove(stale)
+            self._spawn_webhook()
+        return self.webhook_url
+
+    @property
+    def signing_key(self) -> SigningKey:
+        """The cluster's ServiceAccount signing key (the file the API server was given)."""
+        return self.keys.key
 
     def _start_aws(self) -> None:
         self.start_aws_side(
@@ -585,7 +637,7 @@ class K8sLab(StartsOnce, WithAwsSide):
             pod = self.rest.create(f"/api/v1/namespaces/{C.NAMESPACE}/pods", probe, dryRun="All")
             return kind_manifests.why_not_mutated(pod) is None
 
-        webhook = next(p for p in self.procs if p.name == "amazon-eks-pod-identity-webhook")
+        webhook = next(p for p in self.procs if p.name == WEBHOOK_PROGRAM)
         self._until("waiting for the webhook to mutate a probe pod", mutated, webhook, 30)
 
     def _write_endpoints(self) -> None:
@@ -598,6 +650,12 @@ class K8sLab(StartsOnce, WithAwsSide):
             kubeconfig=str(self.kubeconfig),
             extra={
                 "backend": "k8s",
+                "admin": serve_admin(
+                    self.loop,
+                    StackControl(self),
+                    self.state_dir,
+                    tls=self.ca.issue().server_context(),
+                ),
                 "kubelet_root": str(self.state_dir / "kubelet"),
                 "audit_log": str(self.audit_log),
                 "kubernetes_version": binaries.KUBERNETES_VERSION,

@@ -121,12 +121,13 @@ class ApiServer:
         self.token = token or ids.secret_token(40)
         self.store = Store()
         self.admission_log: deque[AdmissionRecord] = deque(maxlen=admission_log_size)
+        self.admission_count = 0  # every record ever appended: a mark for "since"
         self.dispatcher = WebhookDispatcher(
             ids=ids,
             clock=clock,
             trace=trace,
             service_resolver=service_resolver,
-            on_record=self.admission_log.append,
+            on_record=self._record_admission,
         )
         # The lab's one node: new pods are bound to it, as the scheduler binds them on
         # a cluster, once a kubelet stand-in subscribes to on_pod_created (with no
@@ -146,6 +147,16 @@ class ApiServer:
         )
         self.url = served.url
         return served
+
+    def _record_admission(self, record: AdmissionRecord) -> None:
+        self.admission_log.append(record)
+        self.admission_count += 1
+
+    def admissions_since(self, mark: int) -> list[AdmissionRecord]:
+        """The records appended after :attr:`admission_count` was ``mark`` (those the
+        bounded log still holds)."""
+        newer = self.admission_count - mark
+        return list(self.admission_log)[-newer:] if newer > 0 else []
 
     @property
     def last_admission(self) -> AdmissionRecord | None:

@@ -25,12 +25,11 @@ LAB_NAMESPACES = (C.NAMESPACE, "analytics")
 
 def restore_default(lab: Lab) -> None:
     """Undo whatever an exercise (or a learner) changed in the default scenario."""
-    stack = lab.require_embedded("resetting an exercise")
     modify_instance_metadata_options(lab, http_tokens="optional", http_put_response_hop_limit=2)
-    stack.start_webhook()
+    lab.control.start_webhook()
     _restore_kubernetes(lab)
     _restore_iam(lab)
-    stack.aws.fetcher.invalidate()
+    lab.control.forget_issuer_keys()
 
 
 def _restore_kubernetes(lab: Lab) -> None:

@@ -200,13 +200,6 @@ def modify_instance_metadata_options(
     ``http_put_response_hop_limit``: 1 keeps IMDSv2 answers from reaching containers.
     Returns the node's options afterwards, named as EC2 names them.
     """
-    settings = lab.require_embedded("changing the node's metadata options").imds_settings
-    if http_tokens is not None:
-        if http_tokens not in ("optional", "required"):
-            raise ValueError("http_tokens must be 'optional' or 'required'")
-        settings.http_tokens = http_tokens  # type: ignore[assignment]
-    if http_put_response_hop_limit is not None:
-        if not 1 <= http_put_response_hop_limit <= 64:
-            raise ValueError("http_put_response_hop_limit must be between 1 and 64")
-        settings.hop_limit = http_put_response_hop_limit
-    return {"HttpTokens": settings.http_tokens, "HttpPutResponseHopLimit": settings.hop_limit}
+    return lab.control.modify_metadata_options(
+        http_tokens=http_tokens, hop_limit=http_put_response_hop_limit
+    )

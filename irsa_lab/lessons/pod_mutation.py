@@ -174,7 +174,7 @@ class Mutation:
     """One pod through admission: as submitted, as stored, and the webhook exchange.
 
     ``record`` is None when the API server did not call the webhook (the pod carried
-    the skip label) or when the lab is not embedded (no admission log to read).
+    the skip label), as the API server's records show.
     """
 
     submitted: dict[str, Any]
@@ -271,22 +271,23 @@ def env_text(env: Mapping[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in env.items())
 
 
-def _last_record(lab: Lab) -> AdmissionRecord | None:
-    if lab.embedded is None:
-        return None
-    return lab.embedded.apiserver.last_admission
-
-
 def create_pod(lab: Lab, manifest: Mapping[str, Any], *, recreate: bool = True) -> Mutation:
     """Create ``manifest`` through the API server (deleting an old pod of that name first)
-    and return it with the webhook exchange it caused."""
-    before = _last_record(lab)
-    stored = lab.recreate_pod(manifest) if recreate else lab.create_pod(manifest)
-    rec = _last_record(lab)
-    name = manifest["metadata"]["name"]
-    if rec is before or rec is None or rec.request.get("request", {}).get("name") != name:
-        rec = None
-    return Mutation(copy.deepcopy(dict(manifest)), stored, rec)
+    and return it with the pod identity webhook's exchange it caused, as the API server
+    recorded it (the embedded one's log, or a real one's audit log): None when the API
+    server did not call the webhook."""
+    meta = manifest["metadata"]
+    namespace = meta.get("namespace") or C.NAMESPACE
+    if recreate:
+        lab.delete_pod(meta["name"], namespace)
+    mark = lab.admission_mark()
+    stored = lab.create_pod(manifest)
+    records = [
+        r
+        for r in lab.admission_records(namespace, stored["metadata"]["name"], mark)
+        if r.webhook == C.WEBHOOK_NAME
+    ]
+    return Mutation(copy.deepcopy(dict(manifest)), stored, records[-1] if records else None)
 
 
 def create_mypod(lab: Lab) -> Mutation:
@@ -328,11 +329,34 @@ def admission_request_text(record: AdmissionRecord, *, full: bool = False) -> st
     if not full:
         req = review.get("request") or {}
         req["object"] = _abbreviate_object(req.get("object"))
-    return f"POST {record.url}\n" + _yaml(review)
+    head = f"POST {record.url or '(the webhook configuration has no URL)'}\n"
+    if record.source != "dispatcher":
+        head += (
+            f"# rebuilt from the API server's {record.source}, which does not keep: "
+            + ", ".join(record.unknown)
+            + "\n"
+        )
+    return head + _yaml(review)
+
+
+def _audit_answer_text(record: AdmissionRecord) -> str:
+    """What a real API server's audit log keeps of the answer: the outcome and, at
+    ``Request`` level, the JSONPatch it applied (the response body itself is not kept)."""
+    key = f"round_{record.round}_index_{record.index}"
+    lines = [f"# from the API server's {record.source}: the webhook's answer is not kept there"]
+    lines.append(f"mutation.webhook.admission.k8s.io/{key}: outcome {record.outcome}")
+    if record.error:
+        lines.append(f"error: {record.error}")
+    if record.patch is not None:
+        lines.append(f"patch.webhook.admission.k8s.io/{key}: JSONPatch applied:")
+        lines.append(_yaml(record.patch).rstrip())
+    return "\n".join(lines)
 
 
 def admission_response_text(record: AdmissionRecord, *, patch_chars: int = 48) -> str:
     """The webhook's answer as YAML, the base64 patch cut short, then the patch decoded."""
+    if record.response is None and record.source != "dispatcher":
+        return _audit_answer_text(record)
     if record.response is None:
         return f"no response: {record.error}"
     review = copy.deepcopy(record.response)
@@ -486,14 +510,13 @@ def webhook_down_demo(lab: Lab, name: str = "mypod-webhook-down") -> Mutation:
     ``failurePolicy: Ignore``: the API server logs the failed call and stores the pod
     unmutated; nothing tells the person who created it.
     """
-    embedded = lab.require_embedded("stopping the webhook")
     manifest = mypod_manifest()
     manifest["metadata"]["name"] = name
-    embedded.stop_webhook()
+    lab.control.stop_webhook()
     try:
         return create_pod(lab, manifest)
     finally:
-        embedded.start_webhook()
+        lab.control.start_webhook()
 
 
 def annotated_too_late(

@@ -115,13 +115,13 @@ def recorded_run(
     ``cold_keys`` empties STS's cache of the issuer's discovery document and JWKS
     first, so the run shows STS fetching them (as it does the first time it meets an
     issuer; afterwards it uses its cache)."""
-    stack = lab.require_embedded("the recorded trace")
+    control = lab.control
     if cold_keys:
-        stack.aws.fetcher.invalidate()
-    mark = stack.trace.mark()
+        control.forget_issuer_keys()
+    mark = control.trace_mark()
     done = lab.exec(pod, list(argv))
-    during = stack.trace.since(mark)
-    events = token_origin(stack.trace.events(), during) + during
+    during = control.trace_since(mark)
+    events = token_origin(control.trace_events(), during) + during
     return Run(tuple(argv), done.returncode, done.stdout, done.stderr, events)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import constants as C
+from ..control import Unavailable
 from ..jose import decode_unverified
 from ..kube.authn import EXTRA_POD_NAME, EXTRA_POD_UID
 from ..kube.kubelet import DATA_DIR_NAME, PROJECTED_PLUGIN_DIR
@@ -30,7 +31,9 @@ __all__ = [
     "NODE_KUBELET_ROOT",
     "REVIEW_CACHE_WAIT_S",
     "DeletedPodResult",
+    "LIVE_RENEWAL_POD",
     "Renewal",
+    "RenewalLater",
     "Review",
     "bearer_status",
     "delete_pod_keep_token",
@@ -55,7 +58,7 @@ NODE_KUBELET_ROOT = "/var/lib/kubelet"
 
 def lab_now(lab: Lab) -> float:
     """The lab clock (stopped in a deterministic lab), else the wall clock."""
-    return lab.embedded.clock.now() if lab.embedded is not None else time.time()
+    return lab.control.now()
 
 
 def short_token(token: str, head: int = 40, tail: int = 8) -> str:
@@ -83,12 +86,16 @@ def token_volume_listing(
     Modes, symlink targets and sizes; no owners or times (they say nothing here).
     """
     pod = lab.get_pod(pod_name)
-    folder = lab.volume_path(pod, volume)
     lines = [
         f"on the node:       {_node_path(lab, pod, volume)}",
         f"in the container:  {C.TOKEN_MOUNT_PATH} (read-only mount)",
         "",
     ]
+    if lab.endpoints.get("backend") == "kind":
+        # The real kubelet wrote it inside the node container: list it from the pod.
+        done = lab.exec(pod_name, ["ls", "-la", C.TOKEN_MOUNT_PATH + "/"])
+        return "\n".join([*lines, (done.stdout or done.stderr).rstrip()])
+    folder = lab.volume_path(pod, volume)
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         lines.extend(_ls(entry, entry.name))
     return "\n".join(lines)
@@ -109,12 +116,50 @@ def _ls(path: Path, shown: str) -> list[str]:
 
 def token_status(lab: Lab, pod_name: str = C.POD_NAME) -> dict[str, Any]:
     """The kubelet's record of the pod's ``aws-iam-token``: times, renewals, folder."""
-    embedded = lab.require_embedded("the kubelet's token records")
-    uid = lab.get_pod(pod_name)["metadata"]["uid"]
-    for s in embedded.kubelet.token_status(uid):
-        if s["volume"] == C.TOKEN_VOLUME_NAME:
-            return s
-    raise LookupError(f"pod {pod_name} has no {C.TOKEN_VOLUME_NAME} volume")
+    pod = lab.get_pod(pod_name)
+    uid = pod["metadata"]["uid"]
+    volumes = {v.get("name") for v in pod["spec"].get("volumes") or []}
+    if C.TOKEN_VOLUME_NAME not in volumes:
+        raise LookupError(f"pod {pod_name} has no {C.TOKEN_VOLUME_NAME} volume")
+    # A node that watches the API server (k8s backend) starts the pod a moment later.
+    deadline = time.monotonic() + KUBELET_SYNC_WAIT_S
+    while True:
+        try:
+            records = lab.control.token_status(uid)
+        except Unavailable:
+            # A real kubelet (kind) keeps no record the lab can read: the token says it all.
+            return _status_from_token(lab.read_token(pod_name))
+        for s in records:
+            if s["volume"] == C.TOKEN_VOLUME_NAME:
+                return s
+        if time.monotonic() > deadline:
+            raise LookupError(f"the kubelet has not started pod {pod_name} yet")
+        time.sleep(0.1)
+
+
+KUBELET_SYNC_WAIT_S = 10.0
+
+
+def _status_from_token(token: str) -> dict[str, Any]:
+    """The kubelet's figures for a token, from its claims: it renews once the token is
+    older than 80% of its lifetime, or 24 h."""
+    _, claims = decode_unverified(token)
+    iat, exp = float(claims["iat"]), float(claims["exp"])
+    ttl = exp - iat
+    renew_after = min(C.KUBELET_REFRESH_FRACTION * ttl, C.KUBELET_REFRESH_MAX_AGE_S)
+    aud = claims.get("aud")
+    return {
+        "volume": C.TOKEN_VOLUME_NAME,
+        "path": C.TOKEN_FILE_NAME,
+        "file": Path(C.TOKEN_FILE),
+        "audiences": aud if isinstance(aud, list) else [aud],
+        "expiration_seconds": int(ttl),
+        "issued_at": iat,
+        "expires_at": exp,
+        "renew_at": iat + renew_after,
+        "renewals": None,
+        "payload_dir": None,
+    }
 
 
 # --- decoding and verifying --------------------------------------------------------------
@@ -233,20 +278,74 @@ class Renewal:
         )
 
 
-def renew_token(lab: Lab, pod_name: str = C.POD_NAME, *, past_by_s: float = 60) -> Renewal:
-    """Move the lab clock ``past_by_s`` beyond the kubelet's renewal point and let it renew."""
-    embedded = lab.require_embedded("moving the lab clock")
-    clock = embedded.clock
-    if not hasattr(clock, "advance"):
-        raise TypeError("the lab clock cannot be moved (start the lab with deterministic=True)")
+@dataclass(frozen=True)
+class RenewalLater:
+    """Where the lab clock cannot move (a real API server signs with the time it reads):
+    when the kubelet will renew the token, in numbers, and how to watch it live."""
+
+    backend: str
+    now: float
+    issued_at: float
+    expires_at: float
+    renew_at: float
+
+    def text(self) -> str:
+        ttl = self.expires_at - self.issued_at
+        wait = max(0.0, self.renew_at - self.now)
+        return "\n".join(
+            [
+                f"the {self.backend} lab runs on the wall clock: its API server signs tokens with "
+                "the time it reads, so the lab cannot move time forward.",
+                f"iat: {utc_text(self.issued_at)}   exp: {utc_text(self.expires_at)}   "
+                f"(lifetime {ttl:.0f} s)",
+                f"the kubelet renews it after 80% of its lifetime: at {utc_text(self.renew_at)}, "
+                f"in {wait:.0f} s ({wait / 3600:.1f} h)",
+                f"to watch one renewal live: the_token.renew_token(lab, live=True) makes a pod "
+                f"whose token lives {C.MIN_TOKEN_EXPIRATION_S} s and waits for its renewal, "
+                f"about {C.KUBELET_REFRESH_FRACTION * C.MIN_TOKEN_EXPIRATION_S:.0f} s later",
+            ]
+        )
+
+
+LIVE_RENEWAL_POD = "renewal-pod"
+
+
+def renew_token(
+    lab: Lab, pod_name: str = C.POD_NAME, *, past_by_s: float = 60, live: bool = False
+) -> Renewal | RenewalLater:
+    """Move the lab clock ``past_by_s`` beyond the kubelet's renewal point and let it renew.
+
+    Where the clock cannot move, say when the renewal will come (:class:`RenewalLater`);
+    with ``live``, make a pod whose token lives 600 s and wait the ~480 s until the
+    kubelet renews it (too slow for a workshop, there for the curious).
+    """
+    control = lab.control
+    if live:
+        return _renew_live(lab)
     before = token_status(lab, pod_name)
+    start = control.now()
+    try:
+        before_dir, old_claims = _payload(before)
+        control.advance_clock(float(before["renew_at"]) - start + past_by_s)
+    except Unavailable:
+        return RenewalLater(
+            lab.backend, start, before["issued_at"], before["expires_at"], before["renew_at"]
+        )
+    return _renewal(before, before_dir, old_claims, start, control.now())
+
+
+def _payload(status: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    folder = Path(status["file"]).parent
+    if not folder.exists():
+        raise Unavailable("the token's folder is inside the node")
+    _, claims = decode_unverified((folder / C.TOKEN_FILE_NAME).read_text())
+    return os.readlink(folder / DATA_DIR_NAME), claims
+
+
+def _renewal(
+    before: Mapping[str, Any], before_dir: str, old_claims: Mapping[str, Any], t0: float, t1: float
+) -> Renewal:
     folder = Path(before["file"]).parent
-    before_dir = os.readlink(folder / DATA_DIR_NAME)
-    _, old_claims = decode_unverified((folder / C.TOKEN_FILE_NAME).read_text())
-    start = clock.now()
-    clock.advance(float(before["renew_at"]) - start + past_by_s)
-    # The kubelet also renews on its own every second; tick() makes it happen now.
-    embedded.kubelet.tick()
     after_dir = os.readlink(folder / DATA_DIR_NAME)
     _, new_claims = decode_unverified((folder / C.TOKEN_FILE_NAME).read_text())
     return Renewal(
@@ -258,9 +357,39 @@ def renew_token(lab: Lab, pod_name: str = C.POD_NAME, *, past_by_s: float = 60) 
         old_dir_exists=(folder / before_dir).exists(),
         data_link=after_dir,
         token_link=os.readlink(folder / C.TOKEN_FILE_NAME),
-        clock_before=start,
-        clock_after=clock.now(),
+        clock_before=t0,
+        clock_after=t1,
     )
+
+
+def _renew_live(lab: Lab, *, timeout: float = 2 * C.MIN_TOKEN_EXPIRATION_S) -> Renewal:
+    """A pod whose token lives 600 s; wait for the kubelet to renew it, on the wall clock."""
+    from ..lessons.pod_mutation import mypod_manifest
+
+    manifest = mypod_manifest()
+    manifest["metadata"]["name"] = LIVE_RENEWAL_POD
+    manifest["metadata"]["annotations"] = {
+        C.TOKEN_EXPIRATION_ANNOTATION: str(C.MIN_TOKEN_EXPIRATION_S)
+    }
+    lab.recreate_pod(manifest)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            before = token_status(lab, LIVE_RENEWAL_POD)
+            before_dir, old_claims = _payload(before)
+            break
+        except (LookupError, OSError, Unavailable):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    t0 = lab.control.now()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, claims = decode_unverified(Path(before["file"]).read_text())
+        if claims["iat"] != old_claims["iat"]:
+            return _renewal(before, before_dir, old_claims, t0, lab.control.now())
+        time.sleep(2)
+    raise TimeoutError(f"the kubelet did not renew the token within {timeout:.0f} s")
 
 
 # --- a deleted pod's token ------------------------------------------------------------------

@@ -173,8 +173,8 @@ class RealSts:
         audiences = [str(a) for a in (auds if isinstance(auds, list) else [auds])]
         with self._service_account(namespace, service_account):
             token = self._mint(str(claims["iss"]), namespace, service_account, audiences)
-        trace = self._trace()
-        mark = trace.mark() if trace is not None else 0
+        control = self.lab.control
+        mark = control.trace_mark()
         with self._situation(policy_text, provider_registered) as refused:
             if refused is not None:
                 return refused
@@ -185,7 +185,7 @@ class RealSts:
                     WebIdentityToken=token,
                 )
             except ClientError as err:
-                events = trace.since(mark) if trace is not None else []
+                events = control.trace_since(mark)
                 error = err.response.get("Error", {})
                 code, message = str(error.get("Code")), str(error.get("Message"))
                 cls = failure_from_wire(code, message)
@@ -200,7 +200,7 @@ class RealSts:
                     source=REAL_SOURCE,
                     failure=None if cls is None else cls(message),
                 )
-            events = trace.since(mark) if trace is not None else []
+            events = control.trace_since(mark)
             return Verdict(
                 True,
                 None,
@@ -211,10 +211,6 @@ class RealSts:
                 source=REAL_SOURCE,
             )
 
-    def _trace(self) -> Any:
-        embedded = getattr(self.lab, "embedded", None)
-        return None if embedded is None else embedded.trace
-
     def _mint(self, iss: str, namespace: str, service_account: str, audiences: list[str]) -> str:
         if iss == self.lab.endpoints["issuer"]:
             body = {"spec": {"audiences": audiences, "expirationSeconds": TOKEN_SECONDS}}
@@ -223,18 +219,14 @@ class RealSts:
             )
             return str(resp.status.token)
         # Another issuer: no API server of ours issues for it, so sign one directly with
-        # the cluster's key under that issuer (only the embedded lab holds the key).
-        stack = self.lab.require_embedded("a token from another issuer")
-        from ..kube.tokens import TokenIssuer
-
-        other = TokenIssuer(iss, stack.signing_key, clock=stack.clock, ids=stack.ids)
-        issued = other.issue(
+        # the cluster's key under that issuer.
+        return self.lab.control.sign_token(
+            issuer=iss,
             namespace=namespace,
-            service_account=(service_account, "00000000-0000-0000-0000-000000000000"),
+            service_account=service_account,
             audiences=audiences,
             expiration_seconds=TOKEN_SECONDS,
         )
-        return str(issued.token)
 
     @contextmanager
     def _service_account(self, namespace: str, name: str) -> Iterator[None]:

@@ -263,13 +263,15 @@ def compare_roles(
 def imds_settings(lab: Any, *, http_tokens: str, hop_limit: int) -> Iterator[Any]:
     """Set the instance's metadata options for a ``with`` block, then restore them
     (``aws ec2 modify-instance-metadata-options`` on AWS)."""
-    settings = lab.require_embedded("the IMDS settings").imds_settings
-    before = (settings.http_tokens, settings.hop_limit)
-    settings.http_tokens, settings.hop_limit = http_tokens, hop_limit
+    control = lab.control
+    before = control.metadata_options()
+    after = control.modify_metadata_options(http_tokens=http_tokens, hop_limit=hop_limit)
     try:
-        yield settings
+        yield after
     finally:
-        settings.http_tokens, settings.hop_limit = before
+        control.modify_metadata_options(
+            http_tokens=before["HttpTokens"], hop_limit=before["HttpPutResponseHopLimit"]
+        )
 
 
 def mitigation_matrix(lab: Any, pod: str) -> list[tuple[str, int, Identity]]:
