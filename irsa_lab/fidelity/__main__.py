@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 from ..backends import binaries
-from .report import SuiteResult, aws_section, render
+from .report import SuiteResult, aws_section, lab_section, render
 
 AWS_HEADING = "\n## The AWS stand-ins against AWS\n"
+LAB_HEADING = "\n## Inside a pod, and the records of it, against EKS\n"
 
 __all__ = ["main", "run_suites"]
 
@@ -42,9 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     args = [a for a in args if a != "--aws-section"]
     out = Path(args[0]) if args else Path("docs/fidelity.md")
     if aws_only:
-        measured = out.read_text().split(AWS_HEADING)[0].rstrip("\n")
-        out.write_text(measured + "\n" + "\n".join(aws_section()) + "\n")
-        print(f"fidelity: rewrote the AWS section of {out}")
+        text = out.read_text()
+        cut = LAB_HEADING if LAB_HEADING in text else AWS_HEADING
+        measured = text.split(cut)[0].rstrip("\n")
+        out.write_text(measured + "\n" + "\n".join(lab_section() + aws_section()) + "\n")
+        print(f"fidelity: rewrote the sections that are not measured in {out}")
         return 0
     absent = binaries.missing()
     if absent:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Difference", "SuiteResult", "aws_section", "render"]
+__all__ = ["lab_section", "Difference", "SuiteResult", "aws_section", "render"]
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,26 @@ def render(
     ]
     for what, here, there, why in deviations or DEVIATIONS:
         lines.append(f"| {_cell(what)} | {_cell(here)} | {_cell(there)} | {_cell(why)} |")
-    return "\n".join(lines + aws_section()) + "\n"
+    return "\n".join(lines + lab_section() + aws_section()) + "\n"
+
+
+def lab_section() -> list[str]:
+    """Where a learner's pod and the record of it differ from EKS (not measurable)."""
+    from .lab_differences import LAB_DIFFERENCES
+
+    lines = [
+        "",
+        "## Inside a pod, and the records of it, against EKS",
+        "",
+        "How the lab reaches into a pod and reads a real server's records; no suite can",
+        "measure these (`irsa_lab/fidelity/lab_differences.py`).",
+        "",
+        "| what | the lab | EKS | why it is acceptable |",
+        "|---|---|---|---|",
+    ]
+    for what, lab, eks, why in LAB_DIFFERENCES:
+        lines.append(f"| {_cell(what)} | {_cell(lab)} | {_cell(eks)} | {_cell(why)} |")
+    return lines
 
 
 def aws_section() -> list[str]:
