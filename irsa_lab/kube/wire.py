@@ -1,7 +1,7 @@
 """The API stand-in's wire formats: request bodies in, JSON responses and headers out.
 
 docs/reference/kubernetes.md §4 and §6.1. What a body may be (JSON, YAML, the three
-patch types, a protobuf TokenRequest from ``kubectl create token``), how a response is
+patch types, Kubernetes protobuf as kubectl sends it), how a response is
 written (compact JSON, ``Cache-Control: no-cache, private``, kind/apiVersion/metadata
 first), how webhook warnings become ``Warning`` headers, and RFC 7386 merge patch. No
 routing and no operation lives here: :mod:`irsa_lab.kube.routes` calls these.
@@ -18,6 +18,9 @@ import yaml
 from aiohttp import web
 
 from .discovery import Resource
+from .protobuf import ProtobufError, expected_kind
+from .protobuf import codec as protobuf_codec
+from .protobuf import error_message as protobuf_error_message
 from .status import ApiError, bad_request, unsupported_media_type
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "SYSTEM_META",
     "check_kind",
     "content_type",
+    "decode_protobuf",
     "decode_token_request_protobuf",
     "json_response",
     "merge_patch",
@@ -117,12 +121,14 @@ def content_type(request: web.Request) -> str:
 
 
 async def read_body(request: web.Request, *, patch: bool = False, protobuf: bool = False) -> Any:
-    """The decoded body: JSON or YAML, a patch document when ``patch``, or a protobuf
-    TokenRequest when ``protobuf`` and the client sent one. 400/415 otherwise."""
+    """The decoded body: JSON, YAML or Kubernetes protobuf (any kind the compiled
+    definitions carry, :mod:`irsa_lab.kube.protobuf`), or a patch document when
+    ``patch``. 400/415 otherwise. (``protobuf`` is accepted for older callers.)"""
+    del protobuf
     ctype = content_type(request)
     raw = await request.read()
-    if protobuf and ctype == PROTOBUF:
-        return decode_token_request_protobuf(raw)
+    if ctype == PROTOBUF and not patch:
+        return decode_protobuf(raw, expected_kind(request.path))
     if patch:
         if ctype not in PATCH_TYPES:
             raise unsupported_media_type(
@@ -172,86 +178,19 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
-# --- protobuf (kubectl create token) ----------------------------------------------------------
+# --- protobuf ----------------------------------------------------------------------------------
 
 
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        if i >= len(buf) or shift > 63:
-            raise ValueError("truncated varint")
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return result, i
-
-
-def _proto_fields(buf: bytes) -> list[tuple[int, int | bytes]]:
-    """(field number, value) pairs of one protobuf message (varint and length-delimited)."""
-    out: list[tuple[int, int | bytes]] = []
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(buf, i)
-            out.append((num, value))
-        elif wire == 2:
-            size, i = _varint(buf, i)
-            if i + size > len(buf):
-                raise ValueError("truncated field")
-            out.append((num, buf[i : i + size]))
-            i += size
-        elif wire in (1, 5):
-            i += 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-    return out
-
-
-def _strings(buf: bytes, names: tuple[tuple[int, str], ...]) -> dict[str, str]:
-    """The string fields ``names`` = ((number, key), ...) of one message."""
-    fields = {n: v for n, v in _proto_fields(buf) if isinstance(v, bytes)}
-    return {key: fields[n].decode() for n, key in names if n in fields}
-
-
-def _token_request_spec(buf: bytes) -> Obj:
-    # TokenRequestSpec: audiences=1, boundObjectRef=3, expirationSeconds=4.
-    spec: Obj = {}
-    for n, v in _proto_fields(buf):
-        if n == 1 and isinstance(v, bytes):
-            spec.setdefault("audiences", []).append(v.decode())
-        elif n == 4 and isinstance(v, int):
-            spec["expirationSeconds"] = v - (1 << 64) if v >= 1 << 63 else v
-        elif n == 3 and isinstance(v, bytes):
-            spec["boundObjectRef"] = _strings(
-                v, ((1, "kind"), (2, "apiVersion"), (3, "name"), (4, "uid"))
-            )
-    return spec
+def decode_protobuf(raw: bytes, kind: str = "") -> Obj:
+    """A body sent as ``application/vnd.kubernetes.protobuf`` (kubectl's typed requests)
+    to an endpoint expecting ``kind``, as the JSON dict the store keeps; 400 when it
+    cannot be read."""
+    try:
+        return protobuf_codec().decode(raw)
+    except ProtobufError as exc:
+        raise bad_request(protobuf_error_message(exc, raw, kind)) from None
 
 
 def decode_token_request_protobuf(raw: bytes) -> Obj:
-    """A TokenRequest sent as ``application/vnd.kubernetes.protobuf`` (``kubectl create token``).
-
-    The body is ``k8s\\0`` + a ``runtime.Unknown`` whose ``raw`` (field 2) is the
-    TokenRequest; only the fields the server reads are decoded.
-    """
-    if not raw.startswith(b"k8s\x00"):
-        raise bad_request("the protobuf body does not start with the Kubernetes magic bytes")
-    try:
-        inner = dict(_proto_fields(raw[4:])).get(2, b"")
-        if not isinstance(inner, bytes):
-            raise ValueError("the envelope's raw field is not length-delimited")
-        body: Obj = {}
-        for num, value in _proto_fields(inner):
-            if not isinstance(value, bytes):
-                continue
-            if num == 1:  # ObjectMeta: name=1, namespace=3, uid=5
-                body["metadata"] = _strings(value, ((1, "name"), (3, "namespace"), (5, "uid")))
-            elif num == 2:
-                body["spec"] = _token_request_spec(value)
-        return body
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"unable to decode the protobuf body: {exc}") from None
+    """A TokenRequest sent as protobuf (``kubectl create token``): :func:`decode_protobuf`."""
+    return decode_protobuf(raw, "TokenRequest")
