@@ -16,11 +16,14 @@ from ..constants import KUBERNETES_VERSION
 
 __all__ = [
     "CORE_RESOURCES",
+    "DEPLOYMENTS",
     "EVENTS",
     "EVENTS_V1",
     "GROUP_RESOURCES",
     "NAMESPACES",
     "PODS",
+    "REPLICASETS",
+    "SELF_SUBJECT_ACCESS_REVIEWS",
     "SELF_SUBJECT_REVIEWS",
     "SERVICEACCOUNTS",
     "TOKEN_REVIEWS",
@@ -122,10 +125,29 @@ EVENTS_V1 = Resource(
     "events", "event", "Event", "events.k8s.io", "v1", True, ("get", "list", "watch"), ("ev",)
 )
 
+# Workloads (irsa_lab.kube.workloads) and kubectl auth can-i.
+DEPLOYMENTS = Resource(
+    "deployments", "deployment", "Deployment", "apps", "v1", True, _CRUD, ("deploy",), ("all",)
+)
+REPLICASETS = Resource(
+    "replicasets", "replicaset", "ReplicaSet", "apps", "v1", True, _CRUD, ("rs",), ("all",)
+)
+SELF_SUBJECT_ACCESS_REVIEWS = Resource(
+    "selfsubjectaccessreviews",
+    "selfsubjectaccessreview",
+    "SelfSubjectAccessReview",
+    "authorization.k8s.io",
+    "v1",
+    False,
+    ("create",),
+)
+
 CORE_RESOURCES = (NAMESPACES, SERVICEACCOUNTS, PODS, EVENTS)
 GROUP_RESOURCES: dict[str, tuple[Resource, ...]] = {
     "admissionregistration.k8s.io/v1": (WEBHOOKS,),
+    "apps/v1": (DEPLOYMENTS, REPLICASETS),
     "authentication.k8s.io/v1": (SELF_SUBJECT_REVIEWS, TOKEN_REVIEWS),
+    "authorization.k8s.io/v1": (SELF_SUBJECT_ACCESS_REVIEWS,),
     "events.k8s.io/v1": (EVENTS_V1,),
 }
 

@@ -41,6 +41,7 @@ from ..constants import (
 from ..ids import Ids
 from ..trace import Trace
 from .container import field_ref
+from .events import EventRecorder, involved_object
 
 __all__ = [
     "DATA_DIR_NAME",
@@ -224,6 +225,8 @@ class Kubelet:
     ids: Ids
     trace: Trace
     set_status: Callable[[str, str, dict[str, Any]], None] | None = None
+    # Where the kubelet posts its events (Pulled, Created, Started); None posts none.
+    events: EventRecorder | None = None
     node_name: str = NODE_NAME
     pod_ip: str = "127.0.0.1"
     host_ip: str = "127.0.0.1"
@@ -528,6 +531,23 @@ class Kubelet:
             new_dir or volume_dir(self.root, meta["uid"], tok.volume),
         )
 
+    def _post_started(self, pod: dict[str, Any]) -> None:
+        """The events of starting each container, as the kubelet posts them. No image is
+        pulled here: every image counts as present on the node."""
+        if self.events is None:
+            return
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            ref = involved_object(pod, "Pod", "v1", f"spec.containers{{{c['name']}}}")
+            self.events.record(
+                ref,
+                "Normal",
+                "Pulled",
+                f'Container image "{c.get("image", "")}" already present on machine and can '
+                "be accessed by the pod",
+            )
+            self.events.record(ref, "Normal", "Created", f"Created container: {c['name']}")
+            self.events.record(ref, "Normal", "Started", f"Started container {c['name']}")
+
     def _report(self, rec: _Pod, error: str | None) -> None:
         """Send the pod's status: Running once mounted, else Pending/ContainerCreating."""
         now = rfc3339(self.clock.now())
@@ -590,6 +610,8 @@ class Kubelet:
             del status["podIP"], status["podIPs"]
         meta = rec.pod["metadata"]
         self.set_status(meta["namespace"], meta["name"], status)
+        if ready:
+            self._post_started(rec.pod)
         self.trace.record(
             "kubelet",
             "apiserver",
