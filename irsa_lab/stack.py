@@ -35,6 +35,9 @@ from .httpd import ServerLoop
 from .ids import Ids
 from .kube import oidc as oidc_mod
 from .kube.apiserver import ApiServer
+from .kube.controllers import Controllers
+from .kube.events import EventRecorder
+from .kube.exec_ws import EmbeddedExec
 from .kube.kubeconfig import write_kubeconfig
 from .kube.kubelet import Kubelet
 from .kube.tokens import TokenIssuer, eks_issuer
@@ -470,6 +473,9 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
         self._tls = ctx
         self.start_webhook()
 
+        # Events and controller objects draw on their own ids, so a seeded lab's other
+        # names stay as they were before these components existed.
+        event_ids = Ids(None if self.seed is None else self.seed + 1)
         self.kubelet = Kubelet(
             root=state / "kubelet",
             request_token=self.apiserver.token_request,
@@ -478,13 +484,23 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
             ids=self.ids,
             trace=self.trace,
             set_status=self.apiserver.set_pod_status,
+            events=EventRecorder(
+                self.apiserver.store, self.clock, event_ids, "kubelet", host=C.NODE_NAME
+            ),
         )
+        # The controller manager's stand-in; its scheduler hook reports each binding
+        # (Scheduled) before the kubelet starts the pod.
+        self.controllers = Controllers(
+            self.apiserver, clock=self.clock, ids=event_ids, node_name=C.NODE_NAME
+        )
+        self.apiserver.on_pod_created.append(self.controllers.scheduled)
         self.apiserver.on_pod_created.append(self.kubelet.sync_pod)
         self.apiserver.on_pod_deleted.append(self.kubelet.forget_pod)
 
         self._seed_kubernetes()
         self.loop.call(self.sa_cache.start())
         self._renewals = self.loop.submit(self.kubelet.run(self.renew_interval))
+        self._controllers = self.loop.submit(self.controllers.run())
 
         self.endpoints = self.aws.endpoints(
             apiserver=api.url,
@@ -499,6 +515,8 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
             },
         )
         self.endpoints.write(state)
+        # kubectl exec runs commands as `irsa-lab exec` does, from these endpoints.
+        self.apiserver.pod_exec = EmbeddedExec(state)
 
     # -- breaking the chain on purpose ---------------------------------------------------
     @property

@@ -7,8 +7,8 @@ module per seam:
 
 - :mod:`irsa_lab.kube.routes`: the aiohttp app, which authenticates, authorizes and
   routes (:meth:`ApiServer.make_app`);
-- :mod:`irsa_lab.kube.wire`: bodies in, JSON and ``Status`` out, merge patch, warnings,
-  the protobuf TokenRequest;
+- :mod:`irsa_lab.kube.wire`: bodies in, JSON and ``Status`` out, merge patch, warnings;
+  :mod:`irsa_lab.kube.protobuf` reads and writes Kubernetes protobuf bodies;
 - :mod:`irsa_lab.kube.token_request`, :mod:`irsa_lab.kube.token_review` and
   :mod:`irsa_lab.kube.authn`: the ``authentication.k8s.io`` operations and the
   ServiceAccount token authenticator behind them.
@@ -50,6 +50,7 @@ from .admission import (
 )
 from .authn import Authenticated, NotRecognised, authenticate_service_account_token, intersect
 from .discovery import Resource
+from .exec_ws import EmbeddedExec
 from .pod_rules import (
     NAMESPACE_SHAPE,
     POD_SHAPE,
@@ -135,6 +136,11 @@ class ApiServer:
         self.node_name = node_name
         self.on_pod_created: list[PodHook] = []
         self.on_pod_deleted: list[PodHook] = []
+        # True once a namespace controller finalizes deleted namespaces (see
+        # delete_namespace); the embedded lab's controllers set it.
+        self.namespace_controller = False
+        # Runs `kubectl exec` commands (the embedded lab sets it; None: no node to run on).
+        self.pod_exec: EmbeddedExec | None = None
         self.url = ""
         for ns in SYSTEM_NAMESPACES:
             self.create_namespace({"metadata": {"name": ns}})
@@ -418,20 +424,48 @@ class ApiServer:
         return ordered(pod, disc.PODS)
 
     async def delete_namespace(self, name: str) -> Obj:
-        """Delete a namespace and everything in it at once; answers with phase Terminating."""
+        """Delete a namespace; answers with phase Terminating.
+
+        With :attr:`namespace_controller` set (the embedded lab's controllers), the
+        namespace stays Terminating until that controller has emptied it, as on a
+        cluster; otherwise it and everything in it go at once.
+        """
         if name in UNDELETABLE_NAMESPACES:
             raise forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
-        self._require_namespace(name)
+        found = self._require_namespace(name)
+        if self.namespace_controller:
+            if found["metadata"].get("deletionTimestamp"):
+                return ordered(found, disc.NAMESPACES)
+            now = rfc3339(self.clock.now())
+
+            def terminate(o: Obj) -> None:
+                o["metadata"]["deletionTimestamp"] = now
+                o["metadata"]["deletionGracePeriodSeconds"] = 0
+                o["status"] = {"phase": "Terminating"}
+
+            return ordered(self.store.mutate("namespaces", "", name, terminate), disc.NAMESPACES)
+        return await self.finalize_namespace(name)
+
+    async def finalize_namespace(self, name: str) -> Obj:
+        """Delete everything in a namespace, then the namespace (the namespace controller's
+        work); returns the namespace as deleted."""
+        for resource in ("deployments", "replicasets"):
+            for obj in self.store.list(resource, name)[0]:
+                try:
+                    self.store.delete(resource, name, obj["metadata"]["name"], "apps")
+                except ApiError:
+                    pass  # deleted meanwhile
         for pod in self.store.list("pods", name)[0]:
             try:
                 await self.delete_pod(name, pod["metadata"]["name"])
             except ApiError:
                 pass  # deleted meanwhile
-        for sa in self.store.list("serviceaccounts", name)[0]:
-            try:
-                self.store.delete("serviceaccounts", name, sa["metadata"]["name"])
-            except ApiError:
-                pass
+        for resource in ("serviceaccounts", "events"):
+            for obj in self.store.list(resource, name)[0]:
+                try:
+                    self.store.delete(resource, name, obj["metadata"]["name"])
+                except ApiError:
+                    pass
         ns = self.store.delete("namespaces", "", name)
         ns["metadata"]["deletionTimestamp"] = rfc3339(self.clock.now())
         ns["status"] = {"phase": "Terminating"}

@@ -27,6 +27,7 @@ from ..clock import Clock, rfc3339
 from ..constants import NODE_NAME
 from ..trace import Trace
 from .kubelet import Kubelet
+from .kubelet_server import KubeletServer
 from .rest import KubeApiError, KubeRest
 
 __all__ = ["LEASE_DURATION_S", "NodeAgent", "node_object"]
@@ -35,8 +36,10 @@ LEASE_DURATION_S = 40  # the kubelet's default nodeLeaseDurationSeconds
 LEASE_RENEW_S = 10.0  # a quarter of it, as the kubelet renews
 
 
-def node_object(name: str, version: str, ip: str = "127.0.0.1") -> dict[str, Any]:
-    """The Node as a kubelet registers it (labels, capacity, addresses, node info)."""
+def node_object(
+    name: str, version: str, ip: str = "127.0.0.1", kubelet_port: int = 0
+) -> dict[str, Any]:
+    """The Node as a kubelet registers it (labels, capacity, addresses, kubelet port, info)."""
     capacity = {"cpu": "2", "memory": "8Gi", "pods": "110", "ephemeral-storage": "20Gi"}
     return {
         "apiVersion": "v1",
@@ -59,6 +62,8 @@ def node_object(name: str, version: str, ip: str = "127.0.0.1") -> dict[str, Any
                 {"type": "InternalIP", "address": ip},
                 {"type": "Hostname", "address": name},
             ],
+            # Where the API server dials the kubelet API (kubectl exec, logs).
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
             "nodeInfo": {
                 "kubeletVersion": version,
                 "kubeProxyVersion": "",
@@ -92,9 +97,26 @@ class NodeAgent:
     _threads: list[threading.Thread] = field(default_factory=list, init=False)
     _watch_conn: list[http.client.HTTPSConnection] = field(default_factory=list, init=False)
     _synced: dict[str, str] = field(default_factory=dict, init=False)  # uid -> resourceVersion
+    api: KubeletServer | None = field(default=None, init=False)
+
+    def _get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.rest.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+        except KubeApiError as err:
+            if err.status == 404:
+                return None
+            raise
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> NodeAgent:
+        # The kubelet API (exec over SPDY) listens before the Node advertises its port.
+        self.api = KubeletServer(
+            state_dir=self.kubelet.root.parent,
+            ca_pem=self.kubelet.ca_pem,
+            get_pod=self._get_pod,
+            node_name=self.node_name,
+        )
+        self.api.start()
         self.register()
         for target, name in (
             (self._watch_pods, "pods"),
@@ -118,11 +140,16 @@ class NodeAgent:
         for t in self._threads:
             t.join(timeout=5)
         self._threads.clear()
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
 
     # -- the Node and its Lease ----------------------------------------------------------
     def register(self) -> None:
         """Create the Node (or take over an existing one) and report it Ready."""
-        node = node_object(self.node_name, self.version)
+        node = node_object(
+            self.node_name, self.version, kubelet_port=self.api.port if self.api else 0
+        )
         status = node.pop("status")
         self.rest.apply_if_absent("/api/v1/nodes", node)
         self._post_status(status)

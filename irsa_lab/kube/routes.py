@@ -30,12 +30,14 @@ from .admission import UserInfo
 from .authn import AuthenticationError
 from .authz import ANONYMOUS, RequestAttributes, authorize, verb_for
 from .discovery import Resource
+from .events import event_fields_match, event_view, parse_event_field_selector
+from .exec_ws import serve_exec
+from .protobuf_responses import protobuf_responses
 from .status import (
     ApiError,
     bad_request,
     internal_error,
     method_not_allowed,
-    not_found,
     path_not_found,
     success_status,
     unauthorized,
@@ -53,6 +55,16 @@ from .wire import (
     read_body,
     status_response,
     warning_header,
+)
+from .workloads import (
+    WORKLOADS,
+    create_workload,
+    pod_logs,
+    scale_of,
+    self_subject_access_review,
+    update_scale,
+    update_workload,
+    workload_table,
 )
 
 if TYPE_CHECKING:
@@ -72,7 +84,7 @@ _PATCH_ACCEPTED = (
 
 def make_app(api: ApiServer) -> web.Application:
     """The aiohttp application of ``api``: one handler routes everything."""
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[protobuf_responses])
     app.router.add_route("*", "/{tail:.*}", _Routes(api).handle)
 
     async def close_session(_: web.Application) -> None:
@@ -227,6 +239,9 @@ class _Routes:
         res = self._resource(group_version, rest[0])
         if len(rest) > 3 or (namespace is not None and not res.namespaced):
             raise path_not_found()
+        if sub == "exec" and res is disc.PODS and namespace:
+            pod = self.api.store.require(res.name, namespace, name or "", res.group)
+            return await serve_exec(request, self.api.pod_exec, pod)
         if sub is not None:
             return await self._subresource(request, res, namespace, name or "", sub)
         if name is None:
@@ -244,6 +259,13 @@ class _Routes:
     async def _subresource(
         self, request: web.Request, res: Resource, namespace: str | None, name: str, sub: str
     ) -> web.Response:
+        if res is disc.PODS and sub == "log" and namespace:
+            # kubectl logs: the lab runs no main command, and says so as a Status.
+            if request.method != "GET":
+                raise method_not_allowed()
+            raise pod_logs(self.api.store, namespace, name, request.query.get("container"))
+        if res in WORKLOADS and sub in ("status", "scale") and namespace:
+            return await self._workload(request, res, namespace, name, sub)
         if res is not disc.SERVICEACCOUNTS or sub != "token" or not namespace:
             raise path_not_found()
         if request.method != "POST":
@@ -259,12 +281,21 @@ class _Routes:
         self, request: web.Request, res: Resource, ns: str, name: str
     ) -> web.Response:
         method = request.method
+        if res in WORKLOADS and method in ("PUT", "PATCH"):
+            return await self._workload(request, res, ns, name, "")
         if method == "GET":
             if res in _EVENTS:
-                raise not_found("events", name, res.group)
-            return json_response(
-                ordered(self.api.store.require(res.name, ns, name, res.group), res)
-            )
+                found = event_view(self.api.store.require("events", ns, name), res)
+            else:
+                found = ordered(self.api.store.require(res.name, ns, name, res.group), res)
+            if "as=Table" in request.headers.get("Accept", ""):
+                # kubectl get <kind> <name> asks for a one-row Table.
+                rv = found["metadata"].get("resourceVersion", "")
+                now = self.api.clock.now()
+                if res in _EVENTS or res in WORKLOADS:
+                    return json_response(workload_table(res, [found], rv, now))
+                return json_response(disc.table(res.name, [found], rv, now))
+            return json_response(found)
         if method == "DELETE":
             return json_response(await self._delete(res, ns, name))
         if res in _EVENTS:
@@ -279,6 +310,32 @@ class _Routes:
                 raise unsupported_media_type(_PATCH_ACCEPTED)
             body = await read_body(request, patch=True)
             return json_response(self.api.patch(res, ns, name, ctype, body))
+        raise method_not_allowed()
+
+    async def _workload(
+        self, request: web.Request, res: Resource, ns: str, name: str, sub: str
+    ) -> web.Response:
+        """Deployments and ReplicaSets (:mod:`irsa_lab.kube.workloads`): GET, PUT, PATCH."""
+        store = self.api.store
+        if request.method == "GET":
+            found = store.require(res.name, ns, name, res.group)
+            return json_response(scale_of(res, found) if sub == "scale" else ordered(found, res))
+        if request.method == "PUT":
+            body = await read_body(request)
+            if sub == "scale":
+                return json_response(update_scale(store, res, ns, name, body))
+            check_kind(body, res)
+            return json_response(update_workload(store, res, ns, name, body, subresource=sub))
+        if request.method == "PATCH":
+            ctype = content_type(request)
+            if ctype == "application/apply-patch+yaml":
+                raise unsupported_media_type(_PATCH_ACCEPTED)
+            body = await read_body(request, patch=True)
+            if sub == "scale":
+                return json_response(update_scale(store, res, ns, name, body, ctype))
+            return json_response(
+                update_workload(store, res, ns, name, body, content_type=ctype, subresource=sub)
+            )
         raise method_not_allowed()
 
     # -- operations --------------------------------------------------------------------
@@ -314,6 +371,13 @@ class _Routes:
                 },
                 201,
             )
+        if res is disc.SELF_SUBJECT_ACCESS_REVIEWS:
+            # kubectl auth can-i: what the lab's authorizer says to this user.
+            return json_response(self_subject_access_review(user, body), 201)
+        if res in WORKLOADS:
+            return json_response(
+                create_workload(api.store, api.clock, api.ids, res, namespace or "", body), 201
+            )
         if res is disc.PODS:
             dry = request.query.get("dryRun") == "All"
             pod, warnings = await api.create_pod(namespace or "", body, dry_run=dry)
@@ -339,22 +403,23 @@ class _Routes:
     ) -> web.StreamResponse:
         q = request.query
         labels = parse_label_selector(q.get("labelSelector", ""))
-        fields = parse_field_selector(q.get("fieldSelector", ""))
+        events = res in _EVENTS
+        parse_fields = parse_event_field_selector if events else parse_field_selector
+        fields = parse_fields(q.get("fieldSelector", ""))
+        match_fields = event_fields_match if events else fields_match
 
         def accept(obj: Obj) -> bool:
             return labels_match(labels, (obj.get("metadata") or {}).get("labels") or {}) and (
-                fields_match(fields, obj)
+                match_fields(fields, obj)
             )
 
         if q.get("watch", "").lower() in ("true", "1"):
             return await self._watch(request, res, namespace, accept)
         store = self.api.store
-        if res in _EVENTS:
-            items: list[Obj] = []
-            rv = store.resource_version
-        else:
-            items, rv = store.list(res.name, namespace)
-            items = [ordered(o, res) for o in items if accept(o)]
+        items, rv = store.list(res.name, namespace)
+        items = [event_view(o, res) if events else ordered(o, res) for o in items if accept(o)]
+        if "as=Table" in request.headers.get("Accept", "") and (events or res in WORKLOADS):
+            return json_response(workload_table(res, items, str(rv), self.api.clock.now()))
         if "as=Table" in request.headers.get("Accept", ""):
             return json_response(disc.table(res.name, items, str(rv), self.api.clock.now()))
         for item in items:
@@ -392,13 +457,12 @@ class _Routes:
             since = None
         expired: ApiError | None = None
         watch = None
-        if res not in _EVENTS:
-            try:
-                watch = self.api.store.watch(
-                    res.name, namespace, accept, since, initial_events_end=initial_events
-                )
-            except ApiError as err:
-                expired = err
+        try:
+            watch = self.api.store.watch(
+                res.name, namespace, accept, since, initial_events_end=initial_events
+            )
+        except ApiError as err:
+            expired = err
         resp = web.StreamResponse(
             status=200,
             headers={"Content-Type": "application/json", "Cache-Control": API_CACHE_CONTROL},
@@ -424,7 +488,12 @@ class _Routes:
                 if event is None:
                     break
                 line = json.dumps(
-                    {"type": event.type, "object": ordered(event.object, res)},
+                    {
+                        "type": event.type,
+                        "object": event_view(event.object, res)
+                        if res in _EVENTS and event.type != "BOOKMARK"
+                        else ordered(event.object, res),
+                    },
                     separators=(",", ":"),
                 )
                 await resp.write((line + "\n").encode())
