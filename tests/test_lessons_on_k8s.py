@@ -86,12 +86,14 @@ def test_an_annotation_changed_just_before_a_pod_is_created_is_the_one_the_pod_g
         lab.annotate_service_account(sa, {C.AUDIENCE_ANNOTATION: None})
 
 
-def test_annotated_too_late_shows_the_first_pod_unpatched_and_the_recreated_one_patched(
+def test_annotated_too_late_shows_the_running_pod_unpatched_and_the_rolled_out_one_patched(
     lab: Lab,
 ) -> None:
-    first, recreated = pod_mutation.annotated_too_late(lab)
-    assert first.outcome == "allowed" and first.token_volume is None
-    assert recreated.outcome == "patched" and recreated.token_volume is not None
+    late = pod_mutation.annotated_too_late(lab)
+    assert late.before.token_volume is None and late.after_annotation.token_volume is None
+    assert late.restart_output == f"deployment.apps/{pod_mutation.LATE_DEPLOYMENT} restarted"
+    assert late.rolled_out.token_volume is not None
+    assert late.rolled_out.env()[C.ENV_ROLE_ARN] == C.ROLE_ARN
 
 
 def test_the_renewal_is_explained_with_the_tokens_own_numbers(lab: Lab) -> None:

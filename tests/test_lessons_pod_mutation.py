@@ -142,9 +142,16 @@ def test_a_pod_created_while_the_webhook_is_down_is_stored_unmutated(lab: Lab) -
 def test_a_pod_created_before_its_service_account_was_annotated_stays_unmutated(
     lab: Lab,
 ) -> None:
-    first, recreated = pod_mutation.annotated_too_late(lab)
-    assert first.token_volume is None and C.ENV_ROLE_ARN not in first.env()
-    assert recreated.env()[C.ENV_ROLE_ARN] == C.ROLE_ARN
+    late = pod_mutation.annotated_too_late(lab)
+    assert late.before.token_volume is None and C.ENV_ROLE_ARN not in late.before.env()
+    # Annotating the ServiceAccount changed nothing in the running pod...
+    assert late.after_annotation.stored["metadata"]["uid"] == late.before.stored["metadata"]["uid"]
+    assert C.ENV_ROLE_ARN not in late.after_annotation.env()
+    # ...`kubectl rollout restart` made a new pod, which the webhook mutated.
+    assert late.restart_output == f"deployment.apps/{pod_mutation.LATE_DEPLOYMENT} restarted"
+    assert late.rolled_out.name != late.before.name
+    assert late.rolled_out.env()[C.ENV_ROLE_ARN] == C.ROLE_ARN
+    assert late.rolled_out.token_volume is not None
 
 
 def test_the_skip_label_demo_is_not_sent_to_the_webhook(lab: Lab) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,12 @@ __all__ = [
     "MutationExplorer",
     "admission_request_text",
     "admission_response_text",
+    "LATE_DEPLOYMENT",
+    "LATE_SA",
+    "LateAnnotation",
+    "ROLLOUT_TIMEOUT_S",
     "annotated_too_late",
+    "rollout_restart",
     "create_mypod",
     "create_pod",
     "describe_service_account",
@@ -237,9 +242,14 @@ class Mutation:
                         return dict(src["serviceAccountToken"])
         return None
 
-    def facts(self) -> str:
-        """The plain facts a checked cell prints about this pod."""
-        lines = [f"pod {self.name}: webhook {_OUTCOME_WORDS.get(self.outcome, self.outcome)}"]
+    def facts(self, *, header: bool = True) -> str:
+        """The plain facts a checked cell prints about this pod (without ``header``, only
+        its env and token volume: for a pod whose name and admission a controller chose)."""
+        lines = (
+            [f"pod {self.name}: webhook {_OUTCOME_WORDS.get(self.outcome, self.outcome)}"]
+            if header
+            else []
+        )
         if self.record is not None and self.record.error:
             lines.append(f"  error: {self.record.error}")
         for c in self.stored["spec"]["containers"]:
@@ -519,33 +529,157 @@ def webhook_down_demo(lab: Lab, name: str = "mypod-webhook-down") -> Mutation:
         lab.control.start_webhook()
 
 
-def annotated_too_late(
-    lab: Lab, *, sa: str = "late-sa", pod: str = "late-pod"
-) -> tuple[Mutation, Mutation]:
-    """A pod created before its ServiceAccount got the role annotation, then recreated.
+@dataclass
+class LateAnnotation:
+    """The "annotated too late" demo on a Deployment: its pod before the annotation, the
+    same pod after it, the rollout command, and the pod the rollout made."""
 
-    Returns (the pod as first created, the same pod recreated after the annotation):
-    the webhook acts only when a pod is created, so the first stays unmutated.
-    """
+    before: Mutation
+    after_annotation: Mutation
+    restart_command: str
+    restart_output: str
+    rolled_out: Mutation
+
+    def text(self) -> str:
+        return "\n".join(
+            [
+                "the Deployment's pod, created before the annotation:",
+                self.before.facts(header=False),
+                "the same pod after `kubectl annotate sa`: unchanged",
+                self.after_annotation.facts(header=False),
+                f"$ {self.restart_command}",
+                self.restart_output,
+                "the pod the rollout created, through the webhook again:",
+                self.rolled_out.facts(header=False),
+            ]
+        )
+
+
+LATE_SA, LATE_DEPLOYMENT = "late-sa", "late"
+ROLLOUT_TIMEOUT_S = 90.0
+
+
+def annotated_too_late(
+    lab: Lab, *, sa: str = LATE_SA, deployment: str = LATE_DEPLOYMENT
+) -> LateAnnotation:
+    """A Deployment's pod created before its ServiceAccount got the role annotation, then
+    ``kubectl rollout restart``: the webhook acts only when a pod is created, so the
+    running pod keeps no role, and the rollout's new pod gets it."""
+    from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    try:
-        lab.core.delete_namespaced_service_account(sa, C.NAMESPACE)
-    except ApiException as err:
-        if err.status != 404:
-            raise
+    apps = client.AppsV1Api(lab.api_client)
+    for delete in (
+        lambda: apps.delete_namespaced_deployment(deployment, C.NAMESPACE),
+        lambda: lab.core.delete_namespaced_service_account(sa, C.NAMESPACE),
+    ):
+        try:
+            delete()
+        except ApiException as err:
+            if err.status != 404:
+                raise
+    _wait_pods(lab, deployment, lambda pods: not pods, "the old pods to go")
     lab.core.create_namespaced_service_account(
         C.NAMESPACE, {"metadata": {"name": sa, "namespace": C.NAMESPACE}}
     )
-    manifest = mypod_manifest()
-    manifest["metadata"]["name"] = pod
-    manifest["spec"]["serviceAccountName"] = sa
-    first = create_pod(lab, manifest)
+    template = mypod_manifest()
+    template["spec"]["serviceAccountName"] = sa
+    apps.create_namespaced_deployment(
+        C.NAMESPACE,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": deployment, "labels": {"app": deployment}},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": deployment}},
+                "template": {"metadata": {"labels": {"app": deployment}}, "spec": template["spec"]},
+            },
+        },
+    )
+    first = _wait_pods(lab, deployment, lambda pods: len(pods) == 1, "the Deployment's pod")[0]
     _set_sa_annotations(lab, sa, {C.ROLE_ARN_ANNOTATION: C.ROLE_ARN})
-    # The stored pod did not change: read it again to prove it.
-    first = Mutation(first.submitted, lab.get_pod(pod), first.record)
-    second = create_pod(lab, manifest)
-    return first, second
+    again = lab.get_pod(first["metadata"]["name"])
+    command, output = rollout_restart(lab, deployment)
+    old = first["metadata"]["name"]
+    new = _wait_pods(
+        lab,
+        deployment,
+        lambda pods: len(pods) == 1 and pods[0]["metadata"]["name"] != old,
+        "the rollout's new pod",
+    )[0]
+    return LateAnnotation(
+        Mutation(template, first, None),
+        Mutation(template, again, None),
+        command,
+        output,
+        Mutation(template, new, None),
+    )
+
+
+def rollout_restart(lab: Lab, deployment: str) -> tuple[str, str]:
+    """``kubectl rollout restart deployment/<name>``, with the real kubectl when there is
+    one (the one ``make k8s-bin`` built, else the one on PATH); else the same patch it
+    sends (the pod template's ``kubectl.kubernetes.io/restartedAt``), through the client.
+    Returns the command and what it printed."""
+    import shutil
+    import subprocess
+
+    from ..backends import binaries
+
+    found = binaries.find("kubectl")
+    kubectl = str(found.path) if found else shutil.which("kubectl")
+    shown = f"kubectl rollout restart deployment/{deployment}"
+    if kubectl:
+        done = subprocess.run(
+            [kubectl, "--kubeconfig", str(lab.endpoints["kubeconfig"]), *shown.split()[1:]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return shown, (done.stdout + done.stderr).strip()
+    from datetime import UTC, datetime
+
+    from kubernetes import client
+
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    patch = {
+        "spec": {
+            "template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}
+        }
+    }
+    client.AppsV1Api(lab.api_client).patch_namespaced_deployment(deployment, C.NAMESPACE, patch)
+    return shown, (
+        f"deployment.apps/{deployment} restarted "
+        "(no kubectl here: the same patch was sent with the kubernetes client)"
+    )
+
+
+def _wait_pods(
+    lab: Lab,
+    app: str,
+    done: Callable[[list[dict[str, Any]]], bool],
+    what: str,
+    timeout: float = ROLLOUT_TIMEOUT_S,
+) -> list[dict[str, Any]]:
+    """The Running pods labelled ``app=<app>`` (none being deleted), once ``done`` says so."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        items = json.loads(
+            lab.core.list_namespaced_pod(
+                C.NAMESPACE, label_selector=f"app={app}", _preload_content=False
+            ).data
+        )["items"]
+        live = [p for p in items if not p["metadata"].get("deletionTimestamp")]
+        running = [p for p in live if (p.get("status") or {}).get("phase") == "Running"]
+        if done(running) and len(running) == len(live):
+            return running
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
 
 
 def skip_label_demo(lab: Lab, name: str = "mypod-skipped") -> Mutation:
