@@ -272,4 +272,51 @@ def observe(side: Side) -> dict[str, Exchange]:
         "create", "token", sa, "--audience", C.DEFAULT_AUDIENCE
     )
     side.call(admission.delete_mutating_webhook_configuration, PROBE_WEBHOOK_CONFIG)
+    seen.update(_typed_on_eks(side))
+    return seen
+
+
+def _last_line(ex: Exchange) -> Exchange:
+    """Only the last line of kubectl's output: `rollout status` prints a waiting line for
+    each state it happens to see on the way, which depends on timing."""
+    lines = str(ex.body or "").strip().splitlines()
+    return Exchange(ex.status, ex.headers, lines[-1] if lines else "", ex.raw)
+
+
+def _typed_on_eks(side: Side) -> dict[str, Exchange]:
+    """The kubectl commands of an IRSA walkthrough beyond the article (issue 16): protobuf
+    creates, a Deployment rolled out and restarted, can-i, exec, events."""
+    k = side.run_kubectl
+    seen = {
+        "kubectl create serviceaccount demo-sa (protobuf request)": k(
+            "create", "serviceaccount", "demo-sa"
+        ),
+        "kubectl create namespace dev (protobuf request)": k("create", "namespace", "dev"),
+        "kubectl create deployment web": k(
+            "create", "deployment", "web", "--image=amazon/aws-cli", "--", "sleep", "infinity"
+        ),
+    }
+    seen["kubectl rollout status deployment/web (last line)"] = _last_line(
+        k("rollout", "status", "deployment/web", "--timeout=60s")
+    )
+    seen["kubectl rollout restart deployment/web"] = k("rollout", "restart", "deployment/web")
+    seen["kubectl rollout status deployment/web after the restart (last line)"] = _last_line(
+        k("rollout", "status", "deployment/web", "--timeout=60s")
+    )
+    seen["kubectl auth can-i create pods"] = k("auth", "can-i", "create", "pods")
+    seen["kubectl exec mypod -- printenv (the webhook's variables)"] = k(
+        "exec", C.POD_NAME, "--", "printenv", C.ENV_ROLE_ARN, C.ENV_WEB_IDENTITY_TOKEN_FILE
+    )
+    seen["kubectl exec mypod -- sh -c 'exit 3'"] = k("exec", C.POD_NAME, "--", "sh", "-c", "exit 3")
+    seen["kubectl get events: the scheduler's Scheduled for mypod"] = k(
+        "get",
+        "events",
+        "--field-selector",
+        f"reason=Scheduled,involvedObject.name={C.POD_NAME}",
+        "-o",
+        "jsonpath={.items[0].source.component} {.items[0].message}",
+    )
+    k("delete", "deployment", "web", "--wait=false")
+    k("delete", "namespace", "dev", "--wait=false")
+    k("delete", "serviceaccount", "demo-sa")
     return seen
