@@ -112,8 +112,6 @@ def test_the_scheduler_posts_scheduled_and_kubectl_get_events_shows_it(
 def test_the_kubelet_posts_pulled_created_and_started(
     cluster: Cluster, pod: dict[str, Any]
 ) -> None:
-    if cluster.backend == "k8s":
-        pytest.skip("the k8s backend's node stand-in (irsa_lab/kube/node.py) posts no events")
     events = wait_for(
         lambda: [
             e for e in _events_of(cluster, "evpod") if e["source"].get("component") == "kubelet"

@@ -48,6 +48,7 @@ from ..ids import Ids
 from ..kind import config as kind_config
 from ..kind import manifests as kind_manifests
 from ..kind.keys import ensure_keys, write_keys
+from ..kube.events import RestEventRecorder
 from ..kube.kubeconfig import write_kubeconfig
 from ..kube.kubelet import Kubelet
 from ..kube.node import NodeAgent
@@ -505,6 +506,7 @@ class K8sLab(StartsOnce, WithAwsSide):
             ids=self.ids,
             trace=self.trace,
             set_status=lambda ns, name, st: agent.set_status(ns, name, st),
+            events=RestEventRecorder(rest, self.clock, self.ids, "kubelet", host=C.NODE_NAME),
         )
         agent = NodeAgent(
             rest,

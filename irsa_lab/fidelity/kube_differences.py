@@ -38,8 +38,8 @@ KUBE_DIFFERENCES: tuple[tuple[str, str, str, str], ...] = (
     ),
     (
         "kubelet events",
-        "`Pulled` always says the image is already present; on the k8s backend the kubelet "
-        "stand-in posts no events",
+        "`Pulled` always says the image is already present (both backends' kubelet "
+        "stand-in)",
         "Pulling, then Successfully pulled image ... in Xs",
         "no image is pulled: the lab runs no containers",
     ),
