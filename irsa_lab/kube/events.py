@@ -217,7 +217,10 @@ class RestEventRecorder(EventRecorder):
         # The server sets uid and creationTimestamp itself.
         event["metadata"] = {"name": event["metadata"]["name"], "namespace": namespace}
         event |= {"apiVersion": "v1", "kind": "Event"}
-        created: Obj = self.rest.create(f"/api/v1/namespaces/{namespace}/events", event)
+        try:
+            created: Obj = self.rest.create(f"/api/v1/namespaces/{namespace}/events", event)
+        except Exception:  # noqa: BLE001 - best effort, as the kubelet's event broadcaster
+            return event
         return created
 
 
