@@ -189,6 +189,10 @@ class StackControl:
         self.stack.kubelet.tick()
 
     # -- another issuer ---------------------------------------------------------------------------
+    def signing_key(self) -> Any:
+        """The cluster's ServiceAccount signing key (a :class:`~irsa_lab.pki.SigningKey`)."""
+        return self.stack.signing_key
+
     def sign_token(
         self,
         *,
@@ -200,9 +204,7 @@ class StackControl:
     ) -> str:
         from .kube.tokens import TokenIssuer
 
-        other = TokenIssuer(
-            issuer, self.stack.signing_key, clock=self.stack.clock, ids=self.stack.ids
-        )
+        other = TokenIssuer(issuer, self.signing_key(), clock=self.stack.clock, ids=self.stack.ids)
         issued = other.issue(
             namespace=namespace,
             service_account=(service_account, NO_UID),

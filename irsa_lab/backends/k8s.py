@@ -143,6 +143,16 @@ class _Proc:
         """The last ``n`` lines of the program's log, for an error message."""
         return log_tail(self.log, n)
 
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 5 s; returns once the process is gone."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
 
 def _collection(manifest: dict[str, Any]) -> str:
     """The REST collection a manifest is created in."""
@@ -196,13 +206,7 @@ class K8sLab(StartsOnce, WithAwsSide):
         # In reverse start order, each after the one before has gone: a client that
         # outlives its server keeps retrying and would wait for the kill.
         for proc in reversed(self.procs):
-            if proc.popen.poll() is None:
-                proc.popen.terminate()
-            try:
-                proc.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait()
+            proc.stop()
         self.procs.clear()
         self.loop.stop()
         (self.dir / PIDS_FILE).unlink(missing_ok=True)
@@ -592,13 +596,7 @@ class K8sLab(StartsOnce, WithAwsSide):
         proc = self._webhook_proc()
         if proc is None:
             return
-        if proc.popen.poll() is None:
-            proc.popen.terminate()
-            try:
-                proc.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait()
+        proc.stop()
         self.procs.remove(proc)
         self._write_pids()
 

@@ -18,12 +18,12 @@ The admin endpoint (:mod:`irsa_lab.admin`) serves this control to notebooks.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from ..clock import SystemClock
 from ..control import StackControl, Unavailable
 from ..pki import SigningKey
 from .manifests import KIND_WEBHOOK_NAMESPACE, KIND_WEBHOOK_SERVICE
@@ -44,7 +44,9 @@ class KindControl(StackControl):
 
     def __init__(self, side: Any, *, kubectl: Kubectl, signing_key_file: Path) -> None:
         # StackControl reads the trace and the AWS side (``aws``) of a stack.
-        super().__init__(SimpleNamespace(trace=side.trace, aws=side, clock=side.clock))
+        super().__init__(
+            SimpleNamespace(trace=side.trace, aws=side, clock=SystemClock(), ids=side.ids)
+        )
         self.kubectl = kubectl
         self.signing_key_file = Path(signing_key_file)
 
@@ -98,34 +100,5 @@ class KindControl(StackControl):
     def token_status(self, pod_uid: str) -> list[dict[str, Any]]:
         raise Unavailable("kind runs the real kubelet, which keeps no record the lab can read")
 
-    def now(self) -> float:
-        return time.time()
-
-    def advance_clock(self, seconds: float) -> None:
-        raise Unavailable(
-            "the kind lab runs on the wall clock: a real API server signs tokens with the "
-            "time it reads, so the lab cannot move it"
-        )
-
-    def sign_token(
-        self,
-        *,
-        issuer: str,
-        namespace: str,
-        service_account: str,
-        audiences: list[str],
-        expiration_seconds: int,
-    ) -> str:
-        from ..clock import SystemClock
-        from ..control import NO_UID
-        from ..ids import Ids
-        from ..kube.tokens import TokenIssuer
-
-        key = SigningKey.from_pem(self.signing_key_file.read_bytes())
-        issued = TokenIssuer(issuer, key, clock=SystemClock(), ids=Ids(None)).issue(
-            namespace=namespace,
-            service_account=(service_account, NO_UID),
-            audiences=audiences,
-            expiration_seconds=expiration_seconds,
-        )
-        return str(issued.token)
+    def signing_key(self) -> SigningKey:
+        return SigningKey.from_pem(self.signing_key_file.read_bytes())
