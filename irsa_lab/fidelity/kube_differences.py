@@ -38,8 +38,7 @@ KUBE_DIFFERENCES: tuple[tuple[str, str, str, str], ...] = (
     ),
     (
         "kubelet events",
-        "`Pulled` always says the image is already present (both backends' kubelet "
-        "stand-in)",
+        "`Pulled` always says the image is already present (both backends' kubelet stand-in)",
         "Pulling, then Successfully pulled image ... in Xs",
         "no image is pulled: the lab runs no containers",
     ),
