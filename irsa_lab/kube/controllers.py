@@ -199,13 +199,16 @@ class Controllers:
                 except ApiError:
                     pass
         replicasets = {rs["metadata"]["uid"] for rs in self.store.list("replicasets")[0]}
-        for pod in self.store.list("pods")[0]:
+
+        def orphaned(pod: Obj) -> bool:
             owner = _controller_uid(pod, "ReplicaSet")
-            if owner is not None and owner not in replicasets:
-                try:
-                    await self.api.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
-                except ApiError:
-                    pass
+            return owner is not None and owner not in replicasets
+
+        for pod in self.store.select("pods", orphaned):
+            try:
+                await self.api.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
+            except ApiError:
+                pass
 
     # -- the deployment controller -------------------------------------------------------
     def _owned_replicasets(self, d: Obj) -> list[Obj]:
@@ -514,12 +517,14 @@ class Controllers:
         ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
         spec = rs.get("spec") or {}
         want = int(spec.get("replicas", 1))
-        pods = [
-            p
-            for p in self.store.list("pods", ns)[0]
-            if _controller_uid(p, "ReplicaSet") == uid
-            and not p["metadata"].get("deletionTimestamp")
-        ]
+        pods = self.store.select(
+            "pods",
+            lambda p: (
+                _controller_uid(p, "ReplicaSet") == uid
+                and not p["metadata"].get("deletionTimestamp")
+            ),
+            ns,
+        )
         ref = involved_object(rs, "ReplicaSet", "apps/v1")
         loop = asyncio.get_running_loop()
         if len(pods) < want:
@@ -557,9 +562,7 @@ class Controllers:
                     ref, "Normal", "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}"
                 )
         # Status from the pods as stored now (the kubelet may have reported since).
-        current = [
-            p for p in self.store.list("pods", ns)[0] if _controller_uid(p, "ReplicaSet") == uid
-        ]
+        current = self.store.select("pods", lambda p: _controller_uid(p, "ReplicaSet") == uid, ns)
         reqs = selector_requirements(
             {"matchLabels": (spec.get("template") or {}).get("metadata", {}).get("labels") or {}}
         )

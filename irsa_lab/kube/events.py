@@ -24,7 +24,7 @@ from typing import Any
 from ..clock import Clock, rfc3339, utc
 from ..ids import Ids
 from .discovery import EVENTS_V1, Resource
-from .status import bad_request
+from .status import ApiError, bad_request
 from .store import Store
 from .wire import ordered
 
@@ -112,6 +112,7 @@ class EventRecorder:
         self.new_api = new_api
         self._lock = threading.Lock()
         self._last_ns = 0
+        self._posted: dict[tuple[str, str, str, str], str] = {}
 
     def record(
         self, regarding: Obj, type_: str, reason: str, message: str, *, action: str = ""
@@ -119,22 +120,22 @@ class EventRecorder:
         """Post one event about ``regarding`` (an ObjectReference); repeats raise ``count``."""
         namespace = regarding.get("namespace") or "default"
         now = self.clock.now()
+        key = (namespace, str(regarding.get("uid")), reason, message)
         with self._lock:
-            for old in self.store.list("events", namespace)[0]:
-                if (
-                    old.get("involvedObject", {}).get("uid") == regarding.get("uid")
-                    and old.get("reason") == reason
-                    and old.get("message") == message
-                    and old.get("reportingComponent") == self.component
-                ):
+            # The events this recorder posted, by what makes one a repeat: no scan of
+            # every event in the namespace (thousands under load) on each post.
+            name = self._posted.get(key)
+            if name is not None:
+                try:
                     return self.store.mutate(
-                        "events",
-                        namespace,
-                        old["metadata"]["name"],
-                        lambda o: self._repeat(o, now),
+                        "events", namespace, name, lambda o: self._repeat(o, now)
                     )
+                except ApiError:
+                    pass  # deleted meanwhile (its namespace went): post it anew
             event = self._new(regarding, namespace, type_, reason, message, action, now)
-            return self.store.create("events", event)
+            created = self.store.create("events", event)
+            self._posted[key] = created["metadata"]["name"]
+            return created
 
     def _repeat(self, event: Obj, now: float) -> None:
         event["count"] = int(event.get("count") or 1) + 1

@@ -14,6 +14,7 @@ the in-memory update; watchers are fed with ``call_soon_threadsafe`` on their ow
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import re
 import threading
@@ -231,6 +232,20 @@ class Store:
             rv = self._rv
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
         return items, rv
+
+    def select(
+        self, resource: str, keep: Callable[[Obj], bool], namespace: str | None = None
+    ) -> builtins.list[Obj]:
+        """Copies of only the objects ``keep`` accepts (it reads the stored object and must
+        not change it): a controller's pass over thousands of pods copies none of them."""
+        with self._lock:
+            items = [
+                copy.deepcopy(obj)
+                for key in self._keys.get(resource, ())
+                if (namespace is None or key[1] == namespace) and keep(obj := self._objects[key])
+            ]
+        items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        return items
 
     # -- writes ------------------------------------------------------------------
     def create(self, resource: str, obj: Obj, group: str = "") -> Obj:
