@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .stack import EmbeddedLab
 
 __all__ = [
+    "AUDIT_WAIT_S",
     "BACKENDS",
     "POD_START_TIMEOUT_S",
     "WEBHOOK_SYNC_TIMEOUT_S",
@@ -74,6 +75,9 @@ def close_api_client(api: Any) -> None:
 
 WEBHOOK_SYNC_TIMEOUT_S = 10.0
 POD_START_TIMEOUT_S = 120.0
+# How long to wait for a real API server's audit event of a create (written as the
+# request completes; a loaded machine can take seconds).
+AUDIT_WAIT_S = 20.0
 
 
 def expected_mutation(annotations: Mapping[str, str]) -> dict[str, Any]:
@@ -301,7 +305,7 @@ class Lab:
         return self.control.admission_mark()
 
     def admission_records(
-        self, namespace: str, name: str, since: int, *, timeout: float = 5.0
+        self, namespace: str, name: str, since: int, *, timeout: float = AUDIT_WAIT_S
     ) -> list[AdmissionRecord]:
         """The webhook calls the API server made admitting pod ``namespace/name`` after
         ``since``: from the embedded API server's log, or from a real API server's audit
