@@ -17,9 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_kubectl_workloads import KUBECTL, Cluster, wait_for
-
-from irsa_lab.backends import binaries
+from test_kubectl_workloads import KUBECTL, Cluster, running_cluster, wait_for
 
 pytestmark = pytest.mark.skipif(
     KUBECTL is None, reason="kubectl v1.36.1 is not built; run `make k8s-bin` to build it"
@@ -40,20 +38,7 @@ POD = {
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    state = tmp_path_factory.mktemp(f"events-{request.param}")
-    if request.param == "embedded":
-        from irsa_lab.stack import EmbeddedLab
-
-        with EmbeddedLab(state_dir=state, seed=20240327):
-            yield Cluster("embedded", state)
-        return
-    missing = binaries.missing()
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not built: run `make k8s-bin` (needs Go)")
-    from irsa_lab.backends.k8s import K8sLab
-
-    with K8sLab(state_dir=state):
-        yield Cluster("k8s", state)
+    yield from running_cluster(request.param, tmp_path_factory.mktemp(f"events-{request.param}"))
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,10 @@ from typing import Any
 
 import boto3
 import pytest
-from test_kubectl_workloads import KUBECTL, Cluster, wait_for
+from test_kubectl_workloads import KUBECTL, Cluster, running_cluster, wait_for
 
 from irsa_lab import constants as C
 from irsa_lab.aws.arns import irsa_trust_policy
-from irsa_lab.backends import binaries
 
 pytestmark = pytest.mark.skipif(
     KUBECTL is None, reason="kubectl v1.36.1 is not built; run `make k8s-bin` to build it"
@@ -35,20 +34,9 @@ S3_READ_ONLY = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    state = tmp_path_factory.mktemp(f"walkthrough-{request.param}")
-    if request.param == "embedded":
-        from irsa_lab.stack import EmbeddedLab
-
-        with EmbeddedLab(state_dir=state, seed=20240327):
-            yield Cluster("embedded", state)
-        return
-    missing = binaries.missing()
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not built: run `make k8s-bin` (needs Go)")
-    from irsa_lab.backends.k8s import K8sLab
-
-    with K8sLab(state_dir=state):
-        yield Cluster("k8s", state)
+    yield from running_cluster(
+        request.param, tmp_path_factory.mktemp(f"walkthrough-{request.param}")
+    )
 
 
 def _iam(state: Path) -> Any:
