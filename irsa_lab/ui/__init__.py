@@ -15,6 +15,7 @@ __all__ = [
     "diff",
     "playground",
     "sequence",
+    "static",
     "text",
     "timeline",
     "trust_presets",
