@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import json
 import ssl
 import time
@@ -48,6 +47,7 @@ from .admission_review import (
 )
 from .pod_rules import POD_SHAPE, apply_pod_defaults, check_shape
 from .status import ApiError, internal_error
+from .store import copy_json
 from .webhook_configuration import (
     WEBHOOK_CONFIGURATION_SHAPE,
     default_webhook_configuration,
@@ -246,9 +246,7 @@ class WebhookDispatcher:
         ]
         uid = self.ids.uuid4()
         review = pod_create_review(uid, pod, namespace, user, versions[0] if versions else "v1")
-        record = AdmissionRecord(
-            cfg_name, name, round_, "", policy, review, before=copy.deepcopy(pod)
-        )
+        record = AdmissionRecord(cfg_name, name, round_, "", policy, review, before=copy_json(pod))
         records.append(record)
         if self.on_record is not None:
             self.on_record(record)
@@ -287,14 +285,14 @@ class WebhookDispatcher:
                     meta["creationTimestamp"] = None
                     changed = patched != review["request"]["object"]
                     meta.pop("creationTimestamp", None)
-            record.after = copy.deepcopy(patched)
+            record.after = copy_json(patched)
             record.outcome = "patched" if changed else "allowed"
             self._record(record, started, "ok")
             return patched, changed
         except CallError as exc:
             message = f'failed calling webhook "{name}": {exc}'
             record.error = message
-            record.after = copy.deepcopy(pod)
+            record.after = copy_json(pod)
             if policy == "Ignore":
                 record.outcome = "ignored"
                 audit[

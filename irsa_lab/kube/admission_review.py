@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Required, TypedDict
+
+from .store import copy_json
 
 __all__ = [
     "API_GROUP",
@@ -188,7 +189,7 @@ def pod_create_review(
     request's namespace, with no uid yet, a null ``creationTimestamp`` and
     ``apiVersion``/``kind`` first. ``name`` is omitted when generateName is used.
     """
-    obj = copy.deepcopy(pod)
+    obj = copy_json(pod)
     meta = obj.setdefault("metadata", {})
     meta["namespace"] = namespace
     meta.pop("uid", None)

@@ -66,7 +66,7 @@ from .pod_rules import (
 )
 from .routes import make_app
 from .status import ApiError, bad_request, forbidden, invalid, not_found
-from .store import Store
+from .store import Store, copy_json
 from .token_request import answer_token_request
 from .token_review import review_token
 from .tokens import TokenIssuer
@@ -329,7 +329,7 @@ class ApiServer:
         priority_admission(pod)
         default_tolerations(pod)
         ns_obj = self._require_namespace(namespace)
-        configs, _ = self.store.list("mutatingwebhookconfigurations")
+        configs, _ = self.store.view("mutatingwebhookconfigurations")  # read only
         result = await self.dispatcher.run(
             pod,
             namespace=namespace,
@@ -393,7 +393,7 @@ class ApiServer:
     async def _run_hooks(self, hooks: list[PodHook], pod: Obj) -> None:
         for hook in list(hooks):
             try:
-                out = hook(copy.deepcopy(pod))
+                out = hook(copy_json(pod))
                 if inspect.isawaitable(out):
                     await out
             except Exception as exc:  # noqa: BLE001 - a broken subscriber must not fail the API call
@@ -412,7 +412,7 @@ class ApiServer:
             "pods",
             namespace,
             name,
-            lambda o: o.setdefault("status", {}).update(copy.deepcopy(status)),
+            lambda o: o.setdefault("status", {}).update(copy_json(status)),
         )
 
     async def delete_pod(self, namespace: str, name: str) -> Obj:

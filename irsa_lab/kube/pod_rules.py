@@ -270,9 +270,24 @@ def check_shape(obj: Any, kind: str, schema: dict[str, Any]) -> Obj:
             f'{kind} in version "v1" cannot be handled as a {kind}: json: cannot '
             f"unmarshal {_json_type(obj)} into Go value of type struct",
         )
-    obj = _drop_nulls(obj)
+    # One pass: nulls dropped and whole-number floats made ints (``_check`` accepts 2.0
+    # and 2 alike for an int field, and words a wrong type the same for both).
+    obj = _decoded(obj)
     _check(obj, schema, "", kind)
-    return _ints(obj)
+    return obj
+
+
+def _decoded(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return {k: _decoded(v) for k, v in value.items() if v is not None}
+    if kind is list:
+        return [_decoded(v) for v in value]
+    if kind is float and value.is_integer():
+        return int(value)
+    if kind in (str, int, bool):
+        return value
+    return _ints(_drop_nulls(value))
 
 
 def _ints(value: Any) -> Any:

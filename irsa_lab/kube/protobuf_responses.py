@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .protobuf import ProtobufError, codec
-
 __all__ = ["PROTOBUF", "prefers_protobuf", "protobuf_responses"]
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
@@ -50,6 +48,9 @@ async def protobuf_responses(request: web.Request, handler: Handler) -> web.Stre
         return response
     if not isinstance(obj, dict):
         return response
+    # google.protobuf is loaded on the first protobuf answer, not at start-up.
+    from .protobuf import ProtobufError, codec
+
     c = codec()
     if obj.get("kind") == "APIVersions" and not obj.get("apiVersion"):
         # /api's JSON has no apiVersion; its protobuf envelope says v1.

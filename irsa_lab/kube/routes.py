@@ -416,8 +416,9 @@ class _Routes:
         if q.get("watch", "").lower() in ("true", "1"):
             return await self._watch(request, res, namespace, accept)
         store = self.api.store
-        items, rv = store.list(res.name, namespace)
-        items = [event_view(o, res) if events else ordered(o, res) for o in items if accept(o)]
+        # The stored objects, not copies: each item below is a new top-level dict over them.
+        items, rv = store.view(res.name, namespace, accept)
+        items = [event_view(o, res) if events else ordered(o, res) for o in items]
         if "as=Table" in request.headers.get("Accept", "") and (events or res in WORKLOADS):
             return json_response(workload_table(res, items, str(rv), self.api.clock.now()))
         if "as=Table" in request.headers.get("Accept", ""):

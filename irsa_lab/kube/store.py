@@ -6,6 +6,12 @@ every write is also an event (``ADDED``, ``MODIFIED``, ``DELETED``) kept in a sh
 history and fanned out to the open watches. Reads hand out deep copies, so no caller
 can change a stored object behind the store's back.
 
+Copy on write: a stored object is never changed in place once stored (an update
+stores a new object), so the watch history, the open watches and a watch's initial
+events share the stored objects instead of copying them, and a write copies only the
+object written (once into the store, once for the caller). Copies are made by
+:func:`copy_json`, a copy of a JSON tree several times faster than ``copy.deepcopy``.
+
 The store is called from the server's event loop and from other threads (the
 kubelet stand-in, notebooks), so writes take a :class:`threading.Lock` held only for
 the in-memory update; watchers are fed with ``call_soon_threadsafe`` on their own loop.
@@ -27,6 +33,7 @@ from .status import ApiError, already_exists, bad_request, not_found
 
 __all__ = [
     "INITIAL_EVENTS_END_ANNOTATION",
+    "copy_json",
     "fields_match",
     "Key",
     "labels_match",
@@ -45,9 +52,32 @@ Key = tuple[str, str, str]  # (resource, namespace or "", name)
 INITIAL_EVENTS_END_ANNOTATION = "k8s.io/initial-events-end"
 
 
+_LEAVES = (str, int, float, bool, type(None))
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON tree: dicts and lists are copied, strings, numbers, booleans
+    and None (which cannot change) are shared; anything else goes through
+    ``copy.deepcopy``. Several times faster than ``copy.deepcopy`` on API objects."""
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _LEAVES else copy_json(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _LEAVES else copy_json(v) for v in value]
+    if kind in _LEAVES:
+        return value
+    return copy.deepcopy(value)
+
+
+def _clone(obj: Obj) -> Obj:
+    """A deep copy of one stored object (every copy the store makes goes through here)."""
+    return copy_json(obj)
+
+
 @dataclass(frozen=True)
 class WatchEvent:
-    """One change: ``type`` is ``ADDED``, ``MODIFIED`` or ``DELETED``; ``object`` is a copy."""
+    """One change: ``type`` is ``ADDED``, ``MODIFIED`` or ``DELETED``; ``object`` is the
+    stored object itself (shared by every watch, so read-only)."""
 
     type: str
     resource: str
@@ -212,7 +242,7 @@ class Store:
         """A copy of the object, or None."""
         with self._lock:
             obj = self._objects.get((resource, namespace, name))
-            return copy.deepcopy(obj) if obj is not None else None
+        return _clone(obj) if obj is not None else None
 
     def require(self, resource: str, namespace: str, name: str, group: str = "") -> Obj:
         """A copy of the object, or a 404 ``ApiError``."""
@@ -224,11 +254,32 @@ class Store:
     def list(self, resource: str, namespace: str | None = None) -> tuple[list[Obj], int]:
         """Copies of the objects of ``resource`` (in one namespace, or all), sorted, and the rv."""
         with self._lock:
-            items = [
-                copy.deepcopy(self._objects[key])
+            found = [
+                self._objects[key]
                 for key in self._keys.get(resource, ())
                 if namespace is None or key[1] == namespace
             ]
+            rv = self._rv
+        # Copied outside the lock: stored objects are never changed in place.
+        items = [_clone(o) for o in found]
+        items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        return items, rv
+
+    def view(
+        self,
+        resource: str,
+        namespace: str | None = None,
+        keep: Callable[[Obj], bool] | None = None,
+    ) -> tuple[builtins.list[Obj], int]:
+        """The stored objects themselves (no copy: read them, never change them) that
+        ``keep`` accepts, sorted, and the rv: for a reader that only serializes or looks."""
+        with self._lock:
+            found = (
+                self._objects[key]
+                for key in self._keys.get(resource, ())
+                if namespace is None or key[1] == namespace
+            )
+            items = [obj for obj in found if keep is None or keep(obj)]
             rv = self._rv
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
         return items, rv
@@ -239,11 +290,12 @@ class Store:
         """Copies of only the objects ``keep`` accepts (it reads the stored object and must
         not change it): a controller's pass over thousands of pods copies none of them."""
         with self._lock:
-            items = [
-                copy.deepcopy(obj)
+            found = [
+                obj
                 for key in self._keys.get(resource, ())
                 if (namespace is None or key[1] == namespace) and keep(obj := self._objects[key])
             ]
+        items = [_clone(o) for o in found]
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
         return items
 
@@ -303,9 +355,9 @@ class Store:
             old = self._objects.get(key)
             if old is None:
                 raise not_found(resource, name)
-            obj = copy.deepcopy(old)
+            obj = _clone(old)
             change(obj)
-            return self._write(key, obj, "MODIFIED")
+            return self._put(key, obj, "MODIFIED")
 
     def delete(self, resource: str, namespace: str, name: str, group: str = "") -> Obj:
         """Remove an object and emit ``DELETED``; returns it (404 if missing)."""
@@ -316,20 +368,24 @@ class Store:
             if obj is None:
                 raise not_found(resource, name, group)
             self._rv += 1
-            obj = copy.deepcopy(obj)
-            # A DELETED event carries the object at a new resourceVersion.
-            obj["metadata"]["resourceVersion"] = str(self._rv)
-            self._emit(WatchEvent("DELETED", resource, namespace, self._rv, obj))
-            return copy.deepcopy(obj)
+            # A DELETED event carries the object at a new resourceVersion: a new top
+            # and metadata, the rest shared with the (immutable) object that was stored.
+            gone = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self._rv)}}
+            self._emit(WatchEvent("DELETED", resource, namespace, self._rv, gone))
+        return _clone(gone)
 
     def _write(self, key: Key, obj: Obj, kind: str) -> Obj:
+        # The caller keeps ``obj``: the store owns a copy of it.
+        return self._put(key, _clone(obj), kind)
+
+    def _put(self, key: Key, obj: Obj, kind: str) -> Obj:
+        """Store ``obj``, which nobody else holds, from now on never changed in place."""
         self._rv += 1
-        obj = copy.deepcopy(obj)
         obj["metadata"]["resourceVersion"] = str(self._rv)
         self._objects[key] = obj
         self._keys.setdefault(key[0], set()).add(key)
-        self._emit(WatchEvent(kind, key[0], key[1], self._rv, copy.deepcopy(obj)))
-        return copy.deepcopy(obj)
+        self._emit(WatchEvent(kind, key[0], key[1], self._rv, obj))
+        return _clone(obj)
 
     # -- watches -----------------------------------------------------------------
     def _emit(self, event: WatchEvent) -> None:
@@ -381,7 +437,7 @@ class Store:
                                 r,
                                 ns,
                                 int(o["metadata"]["resourceVersion"]),
-                                copy.deepcopy(o),
+                                o,
                             )
                         )
                 if initial_events_end:

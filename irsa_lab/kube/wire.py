@@ -18,9 +18,6 @@ import yaml
 from aiohttp import web
 
 from .discovery import Resource
-from .protobuf import ProtobufError, expected_kind
-from .protobuf import codec as protobuf_codec
-from .protobuf import error_message as protobuf_error_message
 from .status import ApiError, bad_request, unsupported_media_type
 
 __all__ = [
@@ -128,6 +125,8 @@ async def read_body(request: web.Request, *, patch: bool = False, protobuf: bool
     ctype = content_type(request)
     raw = await request.read()
     if ctype == PROTOBUF and not patch:
+        from .protobuf import expected_kind
+
         return decode_protobuf(raw, expected_kind(request.path))
     if patch:
         if ctype not in PATCH_TYPES:
@@ -185,10 +184,13 @@ def decode_protobuf(raw: bytes, kind: str = "") -> Obj:
     """A body sent as ``application/vnd.kubernetes.protobuf`` (kubectl's typed requests)
     to an endpoint expecting ``kind``, as the JSON dict the store keeps; 400 when it
     cannot be read."""
+    # google.protobuf is loaded on the first protobuf body, not at start-up.
+    from .protobuf import ProtobufError, codec, error_message
+
     try:
-        return protobuf_codec().decode(raw)
+        return codec().decode(raw)
     except ProtobufError as exc:
-        raise bad_request(protobuf_error_message(exc, raw, kind)) from None
+        raise bad_request(error_message(exc, raw, kind)) from None
 
 
 def decode_token_request_protobuf(raw: bytes) -> Obj:

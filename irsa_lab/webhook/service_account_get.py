@@ -35,6 +35,7 @@ __all__ = [
     "ServerTimeout",
     "ServiceAccountGetter",
     "SharedGets",
+    "StoreGetter",
     "get_with_retries",
 ]
 
@@ -62,6 +63,19 @@ class ServiceAccountGetter(Protocol):
         Raises :class:`ServerTimeout`, or any other exception, when the call fails.
         """
         ...
+
+
+class StoreGetter:
+    """A getter over a function that reads the account as the API server holds it now
+    (the embedded API server's ``store.get``): the same object and resourceVersion a
+    GET answers, without an HTTPS round trip on the event loop that the admission call
+    is waiting on. For the lab's consistent lookup, which asks for every pod."""
+
+    def __init__(self, read: Callable[[str, str], ServiceAccount | None]) -> None:
+        self._read = read
+
+    async def get_service_account(self, namespace: str, name: str) -> ServiceAccount | None:
+        return self._read(namespace, name)
 
 
 async def get_with_retries(
