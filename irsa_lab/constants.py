@@ -91,6 +91,7 @@ __all__ = [
     "NODE_SELECTOR_OS_BETA",
     "POD_IDENTITY_LABEL",
     "POD_IDENTITY_LABEL_VALUE",
+    "POD_CONTAINER",
     "POD_IMAGE",
     "POD_NAME",
     "REGION",
@@ -141,6 +142,8 @@ NAMESPACE = "default"
 SERVICE_ACCOUNT = "s3-readonly-sa"
 POD_NAME = "mypod"
 POD_IMAGE = "amazon/aws-cli"
+# The article's container name, as its last-applied-configuration shows it.
+POD_CONTAINER = "s3-readonly"
 BUCKET = "aws-codebuild-output-test"
 # 2024-03-27 13:46:58 UTC, as `aws s3 ls` prints it in the article.
 BUCKET_CREATED = "2024-03-27T13:46:58Z"

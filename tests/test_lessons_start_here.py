@@ -44,7 +44,7 @@ def test_a_missing_optional_tool_is_a_note_and_does_not_fail_the_check() -> None
 
 def test_details_such_as_versions_and_paths_are_printed_only_when_verbose() -> None:
     report = start_here.run([_ok])
-    assert report.text().splitlines()[0] == "[ok  ] Python 3.11 or newer"
+    assert report.text().splitlines()[0] == "[ok  ] Python 3.11 to 3.13"
     assert "/usr/bin/python3" in report.text(verbose=True)
 
 

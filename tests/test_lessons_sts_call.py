@@ -27,7 +27,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             "metadata": {"name": C.POD_NAME, "namespace": C.NAMESPACE},
             "spec": {
                 "serviceAccountName": C.SERVICE_ACCOUNT,
-                "containers": [{"name": "mypod", "image": C.POD_IMAGE}],
+                "containers": [{"name": C.POD_CONTAINER, "image": C.POD_IMAGE}],
             },
         }
     )
@@ -42,23 +42,26 @@ def test_a_cold_run_shows_sts_fetching_discovery_and_jwks_before_s3(lab: Lab) ->
     call = labels.index("AssumeRoleWithWebIdentity")
     # The kubelet's TokenRequest and write put the token there; the SDK read it (the
     # aws CLI v2 reads it twice: for its credential cache key, then for the call).
-    assert labels[:2] == ["TokenRequest", "write"]
-    assert labels[2:call] and set(labels[2:call]) == {"read token"}
-    assert labels[call:] == [
+    assert labels[:3] == ["TokenRequest", "TokenRequest reply", "write"]
+    assert labels[3:call] and set(labels[3:call]) == {"read token"}
+    assert [s.text for s in run.steps[call:]] == [
         "AssumeRoleWithWebIdentity",
         "parse token",
         "find OIDC provider",
         "GET openid-configuration",
+        "GET openid-configuration reply: discovery document",
         "GET jwks",
+        "GET jwks reply: keys",
         "verify signature",
         "check claims",
         "evaluate trust policy",
-        "AssumeRoleWithWebIdentity reply",
+        "AssumeRoleWithWebIdentity reply: credentials",
         "ListBuckets",
     ]
     assert all(s.ok for s in run.steps)
-    assert {s.target for s in run.steps} == set(sequence.LANES) - {"kubelet"}
+    assert {s.target for s in run.steps} == set(sequence.LANES)
     assert (run.steps[0].source, run.steps[0].target) == ("kubelet", "API server")
+    assert (run.steps[1].source, run.steps[1].target) == ("API server", "kubelet")
 
 
 def test_a_warm_run_uses_the_cached_keys(lab: Lab) -> None:
@@ -141,8 +144,10 @@ def test_a_command_that_never_reads_the_token_draws_no_token_steps(lab: Lab) -> 
 def test_the_drawn_sequence_starts_with_the_kubelets_token_request(lab: Lab) -> None:
     run = sts_call.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
     texts = sequence.figure_texts(sequence.sequence_figure(run.steps))
-    assert "1. TokenRequest" in texts and "2. write" in texts
+    assert "1. TokenRequest" in texts and "3. write" in texts
+    assert "2. TokenRequest reply: token" in texts
     assert "Kubelet->>API: TokenRequest" in sequence.mermaid(run.steps)
+    assert "API-->>Kubelet: TokenRequest reply: token" in sequence.mermaid(run.steps)
     request = run.events[0]
     assert (request.recorder, request.call) == ("kubelet", "TokenRequest")
     assert request.detail["audiences"] == ["sts.amazonaws.com"]
@@ -157,3 +162,20 @@ def test_the_story_names_the_code_that_read_the_token(lab: Lab) -> None:
     assert "the kubelet asked the API server for a token bound to the pod" in story
     assert f"{C.TOKEN_FILE}, opened by " in story
     assert "FileWebIdentityTokenLoader.__call__ in aws" in story
+
+
+def test_the_drawn_token_reads_are_the_reads_the_pod_recorded_in_their_order(lab: Lab) -> None:
+    run = sts_call.recorded_run(lab, ["aws", "sts", "get-caller-identity"], cold_keys=False)
+    reads = [e for e in run.events if e.call == "read token"]
+    assert reads and {e.recorder for e in reads} == {"exec-hook"}
+    calls = [e.call for e in run.events]
+    # recorded by the pod's process while it ran: after the kubelet's write, before STS
+    assert calls.index("write") < calls.index("read token")
+    assert max(i for i, c in enumerate(calls) if c == "read token") < calls.index(
+        "AssumeRoleWithWebIdentity"
+    )
+    texts = sequence.figure_texts(sequence.sequence_figure(run.steps))
+    drawn = [t.split(". ", 1)[1] for t in texts if t[:1].isdigit()]
+    assert drawn[:3] == ["TokenRequest", "TokenRequest reply: token", "write"]
+    assert drawn[3 : 3 + len(reads)] == ["read token"] * len(reads)
+    assert drawn[3 + len(reads)] == "AssumeRoleWithWebIdentity"

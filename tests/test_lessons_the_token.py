@@ -39,11 +39,24 @@ def fresh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def test_the_listing_shows_the_kubelets_atomic_layout_and_modes(lab: Lab) -> None:
     lines = the_token.token_volume_listing(lab).splitlines()
     assert lines[0].startswith("on the node:       /var/lib/kubelet/pods/")
+    assert lines[2] == f"in the container:  {C.TOKEN_MOUNT_PATH} (read-only mount)"
     assert "lrwxrwxrwx  token -> ..data/token" in lines
     data = next(line for line in lines if " ..data -> " in line)
     folder = data.split(" -> ")[1]
     assert folder.startswith("..2024_03_27_14_00_00.")
     assert f"-rw-r--r--  {folder}/token  (" in "\n".join(lines)
+
+
+def test_the_listing_says_where_the_file_is_on_this_machine(lab: Lab) -> None:
+    lines = the_token.token_volume_listing(lab).splitlines()
+    prefix = "on this machine:   "
+    assert lines[1].startswith(prefix)
+    here = Path(lines[1].removeprefix(prefix))
+    # the lab's kubelet wrote it under the lab's state folder, on the node's layout
+    assert here.is_relative_to(lab.state_dir)
+    node = lines[0].removeprefix("on the node:       ").removeprefix("/var/lib/kubelet/")
+    assert here.as_posix().endswith("/" + node)
+    assert (here / C.TOKEN_FILE_NAME).read_text() == lab.read_token()
 
 
 def test_short_token_keeps_the_token_unusable(lab: Lab) -> None:
@@ -70,6 +83,21 @@ def test_a_tampered_sub_fails_at_the_signature_in_the_decoder(lab: Lab) -> None:
     assert decoder.state()["failed_step"] == "signature"
     decoder.restore()
     assert decoder.state()["ok"]
+
+
+def test_re_signing_with_the_lab_key_passes_the_signature_and_fails_at_the_sub(lab: Lab) -> None:
+    # The lab holds the cluster's key in this process, so the decoder's re-sign box works:
+    # a tampered sub re-signed with the real key is a valid token of another identity.
+    decoder = the_token.token_decoder(lab, lab.read_token())
+    assert not decoder.resign_box.disabled
+    decoder.resign_box.value = True
+    decoder.claim_input.value = "aud"
+    decoder.value_input.value = '"someone-else"'
+    decoder.apply_tamper()
+    state = decoder.state()
+    assert state["failed_step"] != "signature", state
+    assert not state["ok"]
+    decoder.restore()
 
 
 def test_the_claims_text_names_the_trust_policy_condition_keys(lab: Lab) -> None:

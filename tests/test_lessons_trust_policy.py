@@ -47,6 +47,28 @@ def test_trying_each_preset_for_real_agrees_with_judge(pg: Playground) -> None:
         assert c.real.source == trust_policy.REAL_SOURCE
 
 
+def test_comparing_the_presets_leaves_the_playground_as_it_found_it(pg: Playground) -> None:
+    pg.apply_preset("ServiceAccount typo")
+    before, shown = pg.snapshot(), pg.static_text()
+    checks = trust_policy.compare_presets(pg, ["correct", "missing OIDC provider"])
+    assert [c.real.code for c in checks] == [None, "InvalidIdentityToken"]
+    assert pg.snapshot() == before and pg.static_text() == shown
+    assert pg.error_code == "AccessDenied"
+
+
+def test_the_real_verdict_is_shown_beside_the_prediction_in_two_columns(pg: Playground) -> None:
+    pg.apply_preset("wrong namespace")
+    real = pg.run_for_real()
+    assert real is not None
+    html = pg.real_html.value
+    columns = html[html.index("<table") :]
+    assert columns.startswith('<table style="border-collapse:collapse;width:100%;')
+    assert columns.count('<col style="width:50%;">') == 2
+    left, right = columns.split("the real STS stand-in answers", 1)[1].split("</td><td", 1)
+    assert "Checks (playground)" in left and f"Checks ({trust_policy.REAL_SOURCE})" in right
+    assert "real STS stand-in: - DENIED: AccessDenied" in pg.static_text()
+
+
 def test_trying_for_real_puts_iam_and_kubernetes_back_as_they_were(
     lab: Lab, pg: Playground
 ) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from widget_fit import assert_layouts_fit, assert_tables_fit
 
 from irsa_lab.aws.sts import errors as E
 from irsa_lab.clock import LAB_EPOCH, ManualClock
@@ -268,3 +269,74 @@ def test_the_session_claims_are_explained_with_what_iam_needs(issued, key) -> No
     rows = {r.name: r for r in explain_claims(_check_session(signed, key).claims)}
     assert "sts:TagSession" in rows[TAGS].iam and "aws:PrincipalTag" in rows[TAGS].iam
     assert "sts:SetSourceIdentity" in rows[SOURCE_IDENTITY].iam
+
+
+# --- the kubernetes.io claim, fitting the cell, the static fallback ----------------
+
+
+def test_the_kubernetes_io_meaning_names_only_what_the_claim_holds(key: SigningKey) -> None:
+    issuer = TokenIssuer(ISSUER, key, clock=ManualClock(LAB_EPOCH), ids=Ids(7))
+
+    def issue(node: tuple[str, str] | None) -> IssuedToken:
+        return issuer.issue(
+            namespace="default",
+            service_account=("s3-readonly-sa", "sa-uid"),
+            audiences=[AUD],
+            expiration_seconds=86400,
+            pod=("mypod", "pod-uid"),
+            node=node,
+        )
+
+    without, with_node = issue(None), issue(("node-1", "node-uid"))
+    meaning = {r.name: r for r in explain_claims(without.claims)}["kubernetes.io"].meaning
+    assert meaning == (
+        "what the token is bound to: namespace, pod (name, uid), service account (name, uid)"
+    )
+    assert "node" not in meaning
+    meaning = {r.name: r for r in explain_claims(with_node.claims)}["kubernetes.io"].meaning
+    assert meaning.endswith("service account (name, uid), node (name, uid)")
+    bare = {"kubernetes.io": {"namespace": "dev", "serviceaccount": {"name": "sa"}}}
+    assert explain_claims(bare)[0].meaning == (
+        "what the token is bound to: namespace, service account (name)"
+    )
+
+
+def test_the_re_sign_box_says_why_it_is_disabled_and_what_enables_it(issued, jwks, key) -> None:
+    without = TokenDecoder(issued.token, jwks=jwks, now=LAB_EPOCH)
+    assert without.resign_box.disabled
+    assert "without the lab's signing key" in without.resign_box.tooltip
+    assert "signing_key=" in without.resign_box.tooltip
+    with_key = TokenDecoder(issued.token, jwks=jwks, now=LAB_EPOCH, signing_key=key)
+    assert not with_key.resign_box.disabled
+    assert with_key.resign_box.tooltip.startswith("sign the edited token")
+
+
+def test_every_decoder_table_fits_the_cell_and_no_layout_is_wider(issued, jwks, key) -> None:
+    w = TokenDecoder(issued.token, jwks=jwks, now=LAB_EPOCH, signing_key=key)
+    (claims,) = assert_tables_fit(w.claims_html.value)
+    assert len(claims.cols) == 4 and "where IAM/STS uses it" in w.claims_html.value
+    assert_tables_fit(w.header_html.value)
+    assert_tables_fit(w.verify_html.value)
+    assert_layouts_fit(w)
+
+
+def test_the_stored_output_summarises_header_claims_expiry_and_verdict(issued, jwks) -> None:
+    w = TokenDecoder(issued.token, jwks=jwks, now=LAB_EPOCH, issuer=ISSUER, audience=AUD)
+    bundle = w._repr_mimebundle_()
+    assert bundle["text/plain"].splitlines() == [
+        "Token decoder. Interactive widget: run this cell to use it.",
+        f"header: alg RS256, kid {issued.header['kid']}",
+        f"iss: {ISSUER}",
+        "sub: system:serviceaccount:default:s3-readonly-sa",
+        f"aud: {AUD}",
+        "exp: 2024-03-28 14:00:00 UTC",
+        "verification: token accepted",
+    ]
+    assert "TokenDecoder(" not in bundle["text/plain"] + bundle["text/html"]
+    w.token = tamper(issued.token, "sub", "system:serviceaccount:kube-system:admin")
+    assert w.static_lines()[-1] == (
+        "verification: token rejected at step 'signature': STS answers InvalidIdentityToken "
+        f"(400): {w.state()['sts_answer'][1]}"
+    )
+    w.token = "garbage"
+    assert w.static_lines()[0] == "no readable token"

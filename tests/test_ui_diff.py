@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from irsa_lab.constants import ROLE_ARN, TOKEN_FILE, TOKEN_MOUNT_PATH
-from irsa_lab.ui.diff import patch_table, pod_yaml, side_by_side, summarize_mutation
+from irsa_lab.ui.diff import (
+    API_SERVER,
+    WEBHOOK,
+    line_authors,
+    patch_table,
+    pod_yaml,
+    side_by_side,
+    summarize_mutation,
+)
 
 SUBMITTED: dict[str, Any] = {
     "apiVersion": "v1",
@@ -14,7 +23,9 @@ SUBMITTED: dict[str, Any] = {
     "metadata": {"name": "mypod", "namespace": "default"},
     "spec": {
         "serviceAccountName": "s3-readonly-sa",
-        "containers": [{"name": "mypod", "image": "amazon/aws-cli", "command": ["sleep", "3600"]}],
+        "containers": [
+            {"name": "s3-readonly", "image": "amazon/aws-cli", "command": ["sleep", "3600"]}
+        ],
     },
 }
 ENV = [
@@ -111,14 +122,14 @@ def test_summary_names_each_env_var_with_the_program_that_reads_it() -> None:
     summary = summarize_mutation(SUBMITTED, stored())
     lines = summary.splitlines()
     assert lines[0] == "7 changes between the pod as submitted and as stored:"
-    assert f'+ container "mypod": env AWS_ROLE_ARN={ROLE_ARN}' in lines
-    i = lines.index('+ container "mypod": env AWS_DEFAULT_REGION=eu-west-1')
+    assert f'+ container "s3-readonly": env AWS_ROLE_ARN={ROLE_ARN}' in lines
+    i = lines.index('+ container "s3-readonly": env AWS_DEFAULT_REGION=eu-west-1')
     assert "boto3/botocore and the AWS CLI" in lines[i + 1]
-    i = lines.index('+ container "mypod": env AWS_STS_REGIONAL_ENDPOINTS=regional')
+    i = lines.index('+ container "s3-readonly": env AWS_STS_REGIONAL_ENDPOINTS=regional')
     assert "STS endpoint" in lines[i + 1]
     assert "web-identity credential provider" in summary
     assert (
-        f'+ container "mypod": mount of volume "aws-iam-token" at {TOKEN_MOUNT_PATH} (read-only)'
+        f'+ container "s3-readonly": mount of volume "aws-iam-token" at {TOKEN_MOUNT_PATH} (read-only)'
         in lines
     )
     assert any(
@@ -147,3 +158,131 @@ def test_patch_table_decodes_pointers_and_shows_values() -> None:
     assert "2. add /spec/containers/0/env:" in table
     assert "    - name: AWS_ROLE_ARN" in lines
     assert patch_table(patch, full=False).count("\n") == 4
+
+
+# --- who added each line: the API server or the webhook ----------------------------
+
+KUBE_API_ACCESS = {
+    "name": "kube-api-access-x7k2p",
+    "projected": {
+        "sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]
+    },
+}
+KUBE_API_MOUNT = {
+    "name": "kube-api-access-x7k2p",
+    "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+    "readOnly": True,
+}
+
+
+def sent_to_webhook() -> dict[str, Any]:
+    """What the API server sends the webhook: the ServiceAccount plugin has run."""
+    pod = copy.deepcopy(SUBMITTED)
+    pod["spec"]["containers"][0]["volumeMounts"] = [copy.deepcopy(KUBE_API_MOUNT)]
+    pod["spec"]["volumes"] = [copy.deepcopy(KUBE_API_ACCESS)]
+    return pod
+
+
+def patched_by_webhook() -> dict[str, Any]:
+    pod = sent_to_webhook()
+    c = pod["spec"]["containers"][0]
+    c["env"] = copy.deepcopy(ENV)
+    c["volumeMounts"].append(
+        {"name": "aws-iam-token", "mountPath": TOKEN_MOUNT_PATH, "readOnly": True}
+    )
+    pod["spec"]["volumes"].insert(0, copy.deepcopy(TOKEN_VOLUME))
+    return pod
+
+
+def stored_with_both() -> dict[str, Any]:
+    pod = patched_by_webhook()
+    for v in pod["spec"]["volumes"]:
+        v["projected"]["defaultMode"] = 420  # the API server's defaulting, after the webhook
+    return pod
+
+
+def attributed() -> Any:
+    submitted, stored_text = pod_yaml(SUBMITTED), pod_yaml(stored_with_both())
+    authors = line_authors(
+        submitted,
+        stored_text,
+        to_webhook=pod_yaml(sent_to_webhook()),
+        from_webhook=pod_yaml(patched_by_webhook()),
+    )
+    return side_by_side(submitted, stored_text, authors=authors)
+
+
+def test_lines_the_webhooks_patch_added_are_the_webhooks_and_the_rest_the_api_servers() -> None:
+    result = attributed()
+    by = {
+        right: who
+        for (marker, _left, right), who in zip(result.rows, result.authors, strict=True)
+        if marker == "+"
+    }
+    assert by["    - name: AWS_ROLE_ARN"] == WEBHOOK
+    assert by["    env:"] == WEBHOOK
+    assert by["  - name: aws-iam-token"] == WEBHOOK
+    assert by[f"      mountPath: {TOKEN_MOUNT_PATH}"] == WEBHOOK
+    assert by["  - name: kube-api-access-x7k2p"] == API_SERVER
+    assert by["      mountPath: /var/run/secrets/kubernetes.io/serviceaccount"] == API_SERVER
+    assert by["          expirationSeconds: 3607"] == API_SERVER
+    # the webhook's patch has no defaultMode: the API server defaulted it on both volumes
+    defaults = [
+        who
+        for (marker, _l, right), who in zip(result.rows, result.authors, strict=True)
+        if marker == "+" and right == "      defaultMode: 420"
+    ]
+    assert defaults == [API_SERVER, API_SERVER]
+
+
+def test_the_counts_add_up_per_author_and_the_summary_names_both() -> None:
+    result = attributed()
+    webhook_yaml_lines = len(pod_yaml(patched_by_webhook()).splitlines()) - len(
+        pod_yaml(sent_to_webhook()).splitlines()
+    )
+    assert result.added_by(WEBHOOK) == webhook_yaml_lines == 21
+    assert result.added_by(API_SERVER) == result.added - webhook_yaml_lines
+    assert result.added_by(API_SERVER) > 0
+    assert result.summary == (
+        f"{result.added} lines added ({result.added_by(API_SERVER)} by the API server, "
+        f"21 by the webhook), 0 removed, 0 changed"
+    )
+
+
+def test_the_html_and_text_carry_a_by_column_and_a_colour_per_author() -> None:
+    result = attributed()
+    assert '<th style="' in result.html and ">by</th>" in result.html
+    assert 'title="added by the webhook"' in result.html
+    assert 'title="added by the API server"' in result.html
+    webhook_row = next(line for line in result.text.splitlines() if "AWS_ROLE_ARN" in line)
+    api_row = next(line for line in result.text.splitlines() if "kube-api-access-x7k2p" in line)
+    assert webhook_row.startswith("+ webhook ")
+    assert api_row.startswith("+ API server ")
+    # two different backgrounds
+    row_html = {
+        who: next(
+            part for part in result.html.split("<tr")[1:] if f'title="added by the {who}"' in part
+        )
+        for who in (WEBHOOK, API_SERVER)
+    }
+    assert "46,160,67" in row_html[WEBHOOK] and "46,160,67" not in row_html[API_SERVER]
+
+
+def test_without_the_webhooks_pair_every_added_line_is_the_api_servers() -> None:
+    submitted, stored_text = pod_yaml(SUBMITTED), pod_yaml(sent_to_webhook())
+    result = side_by_side(submitted, stored_text, authors=line_authors(submitted, stored_text))
+    assert result.added > 0
+    assert result.added_by(API_SERVER) == result.added
+    assert result.added_by(WEBHOOK) == 0
+    assert f"{result.added} lines added ({result.added} by the API server, 0 by the webhook)" in (
+        result.html
+    )
+
+
+def test_the_diff_table_fits_the_cell_and_wraps_long_lines() -> None:
+    html = attributed().html
+    assert "table-layout:fixed" in html and "width:100%" in html
+    assert "white-space:pre;" not in html
+    assert "white-space:pre-wrap" in html
+    widths = [int(w) for w in re.findall(r"width:(\d+)px", html)]
+    assert all(w <= 900 for w in widths)

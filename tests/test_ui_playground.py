@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from widget_fit import assert_layouts_fit, assert_tables_fit
 
 from irsa_lab.constants import ROLE_ARN
 from irsa_lab.ui.playground import (
@@ -277,3 +278,80 @@ def test_the_widget_judges_extra_session_claims_and_shows_them_in_its_state() ->
         "AccessDenied"
     )
     assert pg.set_extra_claims({}).allowed
+
+
+# --- fits the cell, side by side, static fallback -----------------------------------
+
+
+def test_the_checks_table_fits_the_cell_with_every_column_kept() -> None:
+    pg = Playground(ISSUER, providers=PROVIDERS)
+    pg.apply_preset("wrong namespace")
+    (table,) = assert_tables_fit(pg.verdict_html.value)
+    assert len(table.cols) == 6 and table.rows == 1 + len(pg.verdict.rows)
+    for word in ("actual", "why", "system:serviceaccount:dev:s3-readonly-sa"):
+        assert word in pg.verdict_html.value
+
+
+def test_no_layout_in_the_playground_is_wider_than_a_cell_and_its_rows_wrap() -> None:
+    pg = Playground(ISSUER, providers=PROVIDERS, try_for_real=lambda _c: pg.verdict)
+    assert_layouts_fit(pg)
+    wide = Playground(ISSUER)
+    wide.children[3].layout.width = "1590px"
+    with pytest.raises(AssertionError, match="1590px"):
+        assert_layouts_fit(wide)
+    margins = Playground(ISSUER)
+    margins.policy_input.layout.width = "100%"
+    with pytest.raises(AssertionError, match="Textarea.layout.width = 100%"):
+        assert_layouts_fit(margins)
+
+
+def test_try_for_real_puts_the_two_verdicts_in_two_half_width_columns() -> None:
+    def fake_real(_claims: dict[str, Any]) -> Verdict:
+        return Verdict(False, "AccessDenied", DENIED, 403, [], "from the stand-in", source="STS")
+
+    pg = Playground(ISSUER, providers=PROVIDERS, try_for_real=fake_real)
+    pg.run_for_real()
+    columns, predicted, real = assert_tables_fit(pg.real_html.value)
+    assert columns.cols == ["50%", "50%"] and columns.rows == 2
+    assert len(predicted.cols) == 2 and predicted.rows == 1 + len(pg.verdict.rows)
+    assert real.rows == 1
+    html = pg.real_html.value
+    assert html.index("ALLOWED") < html.index("DENIED: AccessDenied")
+
+
+def test_the_stored_output_summarises_the_preset_verdict_and_failed_checks() -> None:
+    pg = Playground(ISSUER, providers=PROVIDERS)
+    start = pg._repr_mimebundle_()
+    assert start["text/plain"].splitlines() == [
+        "Trust-policy playground. Interactive widget: run this cell to use it.",
+        "preset: none (the policy and token fields as given)",
+        "verdict: + ALLOWED: STS would return temporary credentials (HTTP 200)",
+        "failed checks: none",
+    ]
+    pg.apply_preset("wrong namespace")
+    bundle = pg._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    lines = bundle["text/plain"].splitlines()
+    assert lines[1:3] == [
+        "preset: wrong namespace",
+        f"verdict: - DENIED: AccessDenied (HTTP 403): {DENIED}",
+    ]
+    assert lines[3:] == [
+        f"failed check: {HOST}:sub [StringEquals]: expected "
+        "system:serviceaccount:default:s3-readonly-sa; actual system:serviceaccount:dev:s3-readonly-sa"
+    ]
+    assert "Playground(" not in bundle["text/plain"] + bundle["text/html"]
+    assert "<li>preset: wrong namespace</li>" in bundle["text/html"]
+
+
+def test_restore_puts_back_every_input_a_snapshot_found() -> None:
+    pg = Playground(ISSUER, providers=PROVIDERS)
+    pg.apply_preset("https:// in the condition key")
+    before, shown = pg.snapshot(), pg.static_text()
+    pg.apply_preset("missing OIDC provider")
+    pg.set_claims(namespace="dev")
+    assert pg.snapshot() != before
+    assert pg.restore(before).code == "AccessDenied"
+    assert pg.static_text() == shown
+    assert pg.snapshot() == before
+    assert "https://" in pg.preset_note.value

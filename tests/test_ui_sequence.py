@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
 from irsa_lab.clock import LAB_EPOCH, ManualClock
 from irsa_lab.trace import Trace, write_fact
 from irsa_lab.ui.sequence import (
@@ -14,7 +16,7 @@ from irsa_lab.ui.sequence import (
     mermaid,
     reference_steps,
     sequence_figure,
-    side_by_side_figure,
+    stacked_figure,
     steps_from_trace,
 )
 
@@ -41,18 +43,21 @@ def recorded(fail: bool) -> Trace:
 
 def test_steps_map_trace_components_to_lanes() -> None:
     steps = steps_from_trace(recorded(fail=False).events())
-    assert [(s.source, s.target, s.label) for s in steps] == [
+    assert [(s.source, s.target, s.text) for s in steps] == [
         ("kubelet", "API server", "TokenRequest"),
+        ("API server", "kubelet", "TokenRequest reply: token"),
         ("kubelet", "token file", "write"),
         ("pod/SDK", "token file", "read token"),
         ("pod/SDK", "STS", "AssumeRoleWithWebIdentity"),
         ("STS", "STS", "parse token"),
         ("STS", "IAM trust check", "find OIDC provider"),
         ("STS", "OIDC discovery", "GET openid-configuration"),
+        ("OIDC discovery", "STS", "GET openid-configuration reply: discovery document"),
         ("STS", "JWKS", "GET jwks"),
+        ("JWKS", "STS", "GET jwks reply: keys"),
         ("STS", "STS", "verify signature"),
         ("STS", "IAM trust check", "evaluate trust policy"),
-        ("STS", "pod/SDK", "AssumeRoleWithWebIdentity reply"),
+        ("STS", "pod/SDK", "AssumeRoleWithWebIdentity reply: credentials"),
         ("pod/SDK", "S3", "ListBuckets"),
     ]
     assert all(s.ok for s in steps)
@@ -72,7 +77,7 @@ def test_a_failed_trace_draws_a_red_x_and_the_word_failed() -> None:
     bad_fig = sequence_figure(steps_from_trace(recorded(fail=True).events()), title="fails")
     ok_texts, bad_texts = figure_texts(ok_fig), figure_texts(bad_fig)
     assert not any("FAILED" in t for t in ok_texts)
-    assert "10. evaluate trust policy  FAILED: AccessDenied" in bad_texts
+    assert "13. evaluate trust policy  FAILED: AccessDenied" in bad_texts
     assert "fails (FAILED: AccessDenied)" in bad_texts
     assert "works (all steps ok)" in ok_texts
 
@@ -85,26 +90,31 @@ def test_a_failed_trace_draws_a_red_x_and_the_word_failed() -> None:
         ]
 
     assert markers(ok_fig) == []
-    assert markers(bad_fig) == ["failed-marker-10", "failed-marker-11"]
-    (x_marker,) = [ln for ln in bad_fig.axes[0].lines if ln.get_gid() == "failed-marker-10"]
+    assert markers(bad_fig) == ["failed-marker-13", "failed-marker-14"]
+    (x_marker,) = [ln for ln in bad_fig.axes[0].lines if ln.get_gid() == "failed-marker-13"]
     assert x_marker.get_marker() == "X"
     # one lifeline per lane used; S3 is never reached in the failed run
     assert "lane-S3" in {t.get_gid() for t in ok_fig.axes[0].texts}
     assert "lane-S3" not in {t.get_gid() for t in bad_fig.axes[0].texts}
 
 
-def test_side_by_side_uses_the_same_lanes_on_both_sides() -> None:
-    fig = side_by_side_figure(
+def test_the_working_and_failed_runs_are_stacked_on_the_same_lanes() -> None:
+    fig = stacked_figure(
         reference_steps(), reference_steps("find OIDC provider", "InvalidIdentityToken")
     )
-    left, right = fig.axes
+    top, below = fig.axes
     lanes = [
         {t.get_text() for t in ax.texts if (t.get_gid() or "").startswith("lane-")}
-        for ax in (left, right)
+        for ax in (top, below)
     ]
     assert lanes[0] == lanes[1]
-    assert left.get_ylim() == right.get_ylim()
-    assert "6. find OIDC provider  FAILED: InvalidIdentityToken" in figure_texts(fig)
+    assert top.get_ylim() == below.get_ylim()
+    assert "7. find OIDC provider  FAILED: InvalidIdentityToken" in figure_texts(fig)
+    # one above the other, each as wide as the figure allows
+    FigureCanvasAgg(fig).draw()  # constrained layout places the axes when drawn
+    a, b = top.get_position(), below.get_position()
+    assert a.y0 > b.y1
+    assert a.x0 == b.x0 and a.width == b.width and a.width > 0.9
 
 
 def test_mermaid_text_contains_every_step_and_marks_failures() -> None:
@@ -156,7 +166,12 @@ def test_a_step_merged_late_is_drawn_where_it_happened(tmp_path: Path) -> None:
         {"source": "sdk", "target": "token-file", "call": "read token", "wall": 101.0},
     )
     steps = steps_from_trace(t.events())
-    assert [s.label for s in steps] == ["TokenRequest", "read token", "AssumeRoleWithWebIdentity"]
+    assert [s.label for s in steps] == [
+        "TokenRequest",
+        "TokenRequest reply",
+        "read token",
+        "AssumeRoleWithWebIdentity",
+    ]
 
 
 def test_the_kubelet_and_the_api_server_have_lanes_left_of_the_token_file() -> None:
@@ -165,3 +180,4 @@ def test_the_kubelet_and_the_api_server_have_lanes_left_of_the_token_file() -> N
     lanes = [t.get_gid() for t in fig.axes[0].texts if (t.get_gid() or "").startswith("lane-")]
     assert lanes[:2] == ["lane-API server", "lane-kubelet"]
     assert "1. TokenRequest" in figure_texts(fig)
+    assert "2. TokenRequest reply: token" in figure_texts(fig)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+from widget_fit import assert_tables_fit
+
 from irsa_lab.ui.text import (
     go_tabwriter,
     html_table,
     human_duration,
     mask_secret,
     relative_time,
+    side_by_side,
     text_table,
 )
 
@@ -48,3 +52,29 @@ def test_durations_read_as_hours_up_to_two_days() -> None:
     assert human_duration(3 * 86400 + 60) == "3 d 1 min"
     assert relative_time(100.0, 40.0) == "in 1 min"
     assert relative_time(40.0, 100.0) == "1 min ago"
+
+
+def test_html_table_fits_its_cell_with_the_column_widths_given() -> None:
+    arn = "arn:aws:iam::123456789012:oidc-provider/" + "x" * 200
+    (table,) = assert_tables_fit(
+        html_table(("k", "value"), [("Principal", arn)], widths=("25%", "75%"))
+    )
+    assert table.cols == ["25%", "75%"] and table.rows == 2
+    (equal,) = assert_tables_fit(html_table(("a", "b", "c"), [(1, 2, 3)]))
+    assert equal.cols == []  # a fixed layout shares the width equally
+    with pytest.raises(ValueError, match="one width per column"):
+        html_table(("a", "b"), [], widths=("100%",))
+
+
+def test_html_table_keeps_a_line_break_in_a_cell() -> None:
+    html = html_table(("check",), [("+ ok\nPrincipal",)])
+    assert "+ ok\nPrincipal" in html
+    assert "white-space:pre-wrap" in html
+
+
+def test_side_by_side_makes_two_real_half_width_columns() -> None:
+    left, right = html_table(("a",), [("1",)]), html_table(("b",), [("2",)])
+    outer, first, second = assert_tables_fit(side_by_side(left, right, titles=("one", "<two>")))
+    assert outer.cols == ["50%", "50%"] and outer.rows == 2
+    assert (first.rows, second.rows) == (2, 2)
+    assert "&lt;two&gt;" in side_by_side(left, right, titles=("one", "<two>"))

@@ -24,19 +24,35 @@ import yaml
 
 from .. import constants as C
 from ..kube.admission import AdmissionRecord
+from ..kube.admission_response import PatchError, apply_patch
 from ..session import Lab
 from ..ui import describe
-from ..ui.diff import DiffResult, patch_table, pod_yaml, side_by_side, summarize_mutation
+from ..ui.diff import (
+    API_SERVER,
+    WEBHOOK,
+    DiffResult,
+    line_authors,
+    patch_table,
+    pod_yaml,
+    side_by_side,
+    summarize_mutation,
+)
+from ..ui.static import StaticFallback
 from ..ui.text import escape
+from ..webhook.annotations import parse_go_int64
 
 __all__ = [
+    "ARTICLE_CONTAINER",
     "HIDDEN_DEFAULTS",
+    "LAST_APPLIED",
     "PROBE_POD",
     "HtmlView",
     "Mutation",
     "MutationExplorer",
     "admission_request_text",
     "admission_response_text",
+    "last_applied",
+    "token_expiration_note",
     "LATE_DEPLOYMENT",
     "LATE_SA",
     "LateAnnotation",
@@ -56,6 +72,10 @@ __all__ = [
 ]
 
 PROBE_POD = "probe"
+# `kubectl apply` keeps the manifest it applied in this annotation.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# The article's container name, as its last-applied-configuration shows it.
+ARTICLE_CONTAINER = C.POD_CONTAINER
 _EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mypod.yaml"
 
 # Fields the API server fills with defaults on every pod. They say nothing about IRSA,
@@ -96,7 +116,7 @@ def mypod_manifest() -> dict[str, Any]:
         "spec": {
             "serviceAccountName": C.SERVICE_ACCOUNT,
             "containers": [
-                {"name": C.POD_NAME, "image": C.POD_IMAGE, "command": ["sleep", "infinity"]}
+                {"name": ARTICLE_CONTAINER, "image": C.POD_IMAGE, "command": ["sleep", "infinity"]}
             ],
         },
     }
@@ -147,9 +167,28 @@ def describe_webhook_configuration(lab: Lab, name: str = C.WEBHOOK_CONFIG_NAME) 
 # --- one pod, submitted and stored -----------------------------------------------------
 
 
+def last_applied(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """``manifest`` as ``kubectl apply`` sends it: with the
+    ``kubectl.kubernetes.io/last-applied-configuration`` annotation, the manifest itself as
+    compact JSON with sorted keys and ``"annotations":{}`` (what Go's encoder writes for
+    the object kubectl read from the file), ending in a newline."""
+    original = copy.deepcopy(dict(manifest))
+    original.setdefault("metadata", {}).setdefault("annotations", {})
+    text = json.dumps(original, sort_keys=True, separators=(",", ":")) + "\n"
+    out = copy.deepcopy(original)
+    out["metadata"]["annotations"] = {**out["metadata"]["annotations"], LAST_APPLIED: text}
+    return out
+
+
 def focus(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``pod`` without the :data:`HIDDEN_DEFAULTS` fields."""
+    """A copy of ``pod`` without the :data:`HIDDEN_DEFAULTS` fields, nor kubectl's
+    last-applied copy of the manifest (the same on both sides of a diff, and long)."""
     out = copy.deepcopy(dict(pod))
+    annotations = (out.get("metadata") or {}).get("annotations")
+    if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+        annotations.pop(LAST_APPLIED)
+        if not annotations:
+            out["metadata"].pop("annotations")
     spec = out.get("spec") or {}
     for key in HIDDEN_DEFAULTS["spec"]:
         spec.pop(key, None)
@@ -200,15 +239,42 @@ class Mutation:
         Ignore), or ``not called``."""
         return self.record.outcome if self.record is not None else "not called"
 
+    def webhook_pair(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The pod as the API server sent it to the webhook, and that pod with the
+        webhook's JSONPatch applied (the evidence of which lines the webhook wrote).
+        None when the webhook was not called or its patch is not known."""
+        r = self.record
+        if r is None or r.before is None:
+            return None
+        after: dict[str, Any] | None = r.after
+        if r.patch is not None:
+            try:
+                after = apply_patch(copy.deepcopy(r.before), r.patch)
+            except PatchError:
+                after = r.after
+        elif r.outcome != "patched":
+            after = r.before  # called, no patch: the webhook wrote nothing
+        return None if after is None else (r.before, after)
+
     @property
     def diff(self) -> DiffResult:
-        """Submitted vs stored, line by line, API-server defaults hidden."""
-        return side_by_side(pod_yaml(focus(self.submitted)), pod_yaml(focus(self.stored)))
+        """Submitted vs stored, line by line, API-server defaults hidden, each added
+        line attributed to the API server or the webhook."""
+        submitted, stored = pod_yaml(focus(self.submitted)), pod_yaml(focus(self.stored))
+        pair = self.webhook_pair()
+        authors = line_authors(
+            submitted,
+            stored,
+            to_webhook=pod_yaml(focus(pair[0])) if pair else None,
+            from_webhook=pod_yaml(focus(pair[1])) if pair else None,
+        )
+        return side_by_side(submitted, stored, authors=authors)
 
     def diff_view(self) -> HtmlView:
         d = self.diff
         note = (
-            "<p><i>Hidden: fields the API server fills with defaults on every pod "
+            '<p style="margin:2px 0;font-size:12px;line-height:1.35;"><i>Hidden: fields the API '
+            "server fills with defaults on every pod "
             f"({escape(', '.join(HIDDEN_DEFAULTS['spec'] + HIDDEN_DEFAULTS['container']))}).</i></p>"
         )
         return HtmlView(d.html + note, d.summary + "\n" + d.text)
@@ -301,8 +367,9 @@ def create_pod(lab: Lab, manifest: Mapping[str, Any], *, recreate: bool = True) 
 
 
 def create_mypod(lab: Lab) -> Mutation:
-    """``kubectl apply -f mypod.yaml``: the article's pod."""
-    return create_pod(lab, mypod_manifest())
+    """``kubectl apply -f mypod.yaml``: the article's pod, with the annotation
+    ``kubectl apply`` adds (:func:`last_applied`)."""
+    return create_pod(lab, last_applied(mypod_manifest()))
 
 
 # --- the AdmissionReview exchange ---------------------------------------------------------
@@ -388,7 +455,30 @@ def _set_sa_annotations(lab: Lab, name: str, annotations: Mapping[str, str | Non
 # --- the explorer widget --------------------------------------------------------------------
 
 
-class MutationExplorer(widgets.VBox):
+def token_expiration_note(value: str, applied: int | None = None) -> str:
+    """What the webhook makes of a ``token-expiration`` annotation ``value`` (empty: not
+    set), as upstream does: Go's ``strconv.ParseInt``; on a parse error the annotation
+    is ignored and the default (86400 s) is used; a parsed value below 600 is raised to
+    600; there is no upper clamp. ``applied``, the ``expirationSeconds`` of the pod the
+    webhook patched, is named when given."""
+    default, minimum = C.DEFAULT_TOKEN_EXPIRATION_S, C.MIN_TOKEN_EXPIRATION_S
+    if value == "":
+        note = f"not set: the webhook uses its default, {default} s"
+    elif (n := parse_go_int64(value)) is None:
+        note = (
+            f"{value!r} is not a base-10 integer (Go's strconv.ParseInt fails): the webhook "
+            f"ignores the annotation and uses its default, {default} s"
+        )
+    elif n < minimum:
+        note = f"{n} is below the minimum: the webhook raises it to {minimum} s"
+    else:
+        note = f"{n} s, used as is (the webhook has no upper limit)"
+    if applied is not None:
+        note += f"; the new pod's token volume has expirationSeconds {applied}"
+    return note
+
+
+class MutationExplorer(StaticFallback, widgets.VBox):
     """Controls for the annotations the webhook reads, and the pod they produce.
 
     ServiceAccount annotations: ``audience``, ``sts_regional_endpoints`` (``""``,
@@ -396,7 +486,8 @@ class MutationExplorer(widgets.VBox):
     ``skip_containers`` (the annotation) and ``skip_label`` (the objectSelector label).
     An empty text means "annotation not set". Each is a traitlet, so Python can set
     and read it; :meth:`apply` writes the ServiceAccount, recreates the probe pod
-    through the API server, and redraws the diff.
+    through the API server, and redraws the diff. The controls sit in one row right
+    above the button and the result, so the diff they change is in view.
     """
 
     audience = traitlets.Unicode("")
@@ -418,54 +509,79 @@ class MutationExplorer(widgets.VBox):
         self.service_account = service_account
         self.pod_name = pod_name
         self.last: Mutation | None = None
-        # Wide enough for the longest label, "SA eks.amazonaws.com/sts-regional-endpoints".
-        style = {"description_width": "24em"}
-        wide = widgets.Layout(width="44em")
+        self._applied_expiration: str | None = None  # the value the last pod was made with
+        # Each label above its control: the annotation keys are long, the columns narrow.
+        # No side margins: a control as wide as its column, never wider (no scrollbar).
+        full = widgets.Layout(width="100%", margin="2px 0")
 
-        def annotation(kind: type[widgets.Widget], label: str, **kw: Any) -> widgets.Widget:
-            return kind(description=label, style=style, layout=wide, **kw)
+        def labelled(label: str, control: widgets.Widget) -> widgets.VBox:
+            head = widgets.HTML(
+                '<div style="font-size:12px;line-height:1.3;overflow-wrap:anywhere;">'
+                f"{escape(label)}</div>",
+                layout=widgets.Layout(width="100%", margin="0"),
+            )
+            return widgets.VBox([head, control], layout=widgets.Layout(min_width="0", margin="0"))
 
         # trait -> the control that sets it
         by_trait: dict[str, widgets.Widget] = {
-            "audience": annotation(
-                widgets.Text,
-                f"SA {C.AUDIENCE_ANNOTATION}",
-                placeholder=f"(not set: {C.DEFAULT_AUDIENCE})",
+            "audience": widgets.Text(placeholder=f"(not set: {C.DEFAULT_AUDIENCE})", layout=full),
+            "sts_regional_endpoints": widgets.Dropdown(
+                options=[("(not set)", ""), ("true", "true"), ("false", "false")], layout=full
             ),
-            "sts_regional_endpoints": annotation(
-                widgets.Dropdown,
-                f"SA {C.STS_REGIONAL_ANNOTATION}",
-                options=[("(not set)", ""), ("true", "true"), ("false", "false")],
+            "token_expiration": widgets.Text(
+                placeholder=f"(not set: {C.DEFAULT_TOKEN_EXPIRATION_S})", layout=full
             ),
-            "token_expiration": annotation(
-                widgets.Text,
-                f"SA {C.TOKEN_EXPIRATION_ANNOTATION}",
-                placeholder=f"(not set: {C.DEFAULT_TOKEN_EXPIRATION_S})",
-            ),
-            "skip_containers": annotation(
-                widgets.Text,
-                f"pod {C.SKIP_CONTAINERS_ANNOTATION}",
-                placeholder="(not set) e.g. sidecar",
-            ),
+            "skip_containers": widgets.Text(placeholder="(not set) e.g. sidecar", layout=full),
             "skip_label": widgets.Checkbox(
-                description=f"pod label {C.SKIP_WEBHOOK_LABEL}",
-                indent=False,
-                layout=widgets.Layout(width="auto"),
+                description="set (any value)", indent=False, layout=full
             ),
+        }
+        labels = {
+            "audience": f"SA {C.AUDIENCE_ANNOTATION}",
+            "sts_regional_endpoints": f"SA {C.STS_REGIONAL_ANNOTATION}",
+            "token_expiration": f"SA {C.TOKEN_EXPIRATION_ANNOTATION}",
+            "skip_containers": f"pod {C.SKIP_CONTAINERS_ANNOTATION}",
+            "skip_label": f"pod label {C.SKIP_WEBHOOK_LABEL}",
         }
         for trait, control in by_trait.items():
             widgets.link((control, "value"), (self, trait))
-        controls = list(by_trait.values())
-        self.controls = controls
+        self.controls = list(by_trait.values())
+        self.token_note = widgets.HTML(layout=widgets.Layout(width="100%", margin="0"))
         self.apply_button = widgets.Button(
             description="Recreate the probe pod",
             icon="refresh",
-            layout=widgets.Layout(width="auto"),
+            layout=widgets.Layout(width="auto", margin="4px 0"),
         )
         self.apply_button.on_click(lambda _b: self.apply())
+        cells: list[widgets.Widget] = []
+        for trait, control in by_trait.items():
+            cell = labelled(labels[trait], control)
+            if trait == "token_expiration":
+                cell.children = (*cell.children, self.token_note)
+            cells.append(cell)
+        # One row of controls, the button under it, the result right below: what a control
+        # changes is in view. The columns shrink with the cell (no fixed widths).
+        row = widgets.GridBox(
+            cells,
+            layout=widgets.Layout(
+                grid_template_columns=f"repeat({len(cells)}, minmax(0, 1fr))",
+                grid_gap="0 8px",
+            ),
+        )
         self.facts_html = widgets.HTML("<p>Press the button to create the probe pod.</p>")
         self.diff_html = widgets.HTML()
-        super().__init__(children=[*controls, self.apply_button, self.facts_html, self.diff_html])
+        self.observe(self._show_token_note, names="token_expiration")
+        self._show_token_note()
+        super().__init__(
+            children=[row, self.apply_button, self.facts_html, self.diff_html],
+            layout=widgets.Layout(max_width="100%"),
+        )
+
+    def _show_token_note(self, _change: Any = None) -> None:
+        self.token_note.value = (
+            f'<div style="font-size:12px;line-height:1.3;margin:0 0 6px 0;opacity:0.85;">'
+            f"{escape(self.token_note_text())}</div>"
+        )
 
     def sa_annotations(self) -> dict[str, str | None]:
         """The ServiceAccount annotations the controls ask for (None: remove)."""
@@ -484,7 +600,13 @@ class MutationExplorer(widgets.VBox):
         _set_sa_annotations(self.lab, self.service_account, self.sa_annotations())
         m = create_pod(self.lab, self.manifest())
         self.last = m
-        self.facts_html.value = f"<pre>{escape(m.facts())}</pre>"
+        self._applied_expiration = self.token_expiration
+        self._show_token_note()
+        pre = (
+            "margin:0 0 4px 0;font-size:12px;line-height:1.35;"
+            "white-space:pre-wrap;overflow-wrap:anywhere;"
+        )
+        self.facts_html.value = f'<pre style="{pre}">{escape(m.facts())}</pre>'
         self.diff_html.value = m.diff_view().html
         return m
 
@@ -505,10 +627,43 @@ class MutationExplorer(widgets.VBox):
             "skip_label": self.skip_label,
         }
         if self.last is not None:
+            d = self.last.diff
             out["webhook"] = self.last.outcome
             out["mutated_containers"] = self.last.mutated_containers()
             out["token_volume"] = self.last.token_volume
+            out["lines_added"] = {API_SERVER: d.added_by(API_SERVER), WEBHOOK: d.added_by(WEBHOOK)}
+        out["token_expiration_note"] = self.token_note_text()
         return out
+
+    def token_note_text(self) -> str:
+        """The note shown under the token-expiration field, as plain text."""
+        applied = None
+        if self.last is not None and self.last.token_volume is not None:
+            if self._applied_expiration == self.token_expiration:
+                applied = self.last.token_volume.get("expirationSeconds")
+        return token_expiration_note(self.token_expiration, applied)
+
+    # -- what the stored output shows before the cell runs -------------------------------
+    def static_title(self) -> str:
+        return "Mutation explorer"
+
+    def static_lines(self) -> list[str]:
+        def shown(value: str) -> str:
+            return value if value else "(not set)"
+
+        lines = [
+            f"ServiceAccount {self.service_account}: "
+            f"{C.AUDIENCE_ANNOTATION} {shown(self.audience)}, "
+            f"{C.STS_REGIONAL_ANNOTATION} {shown(self.sts_regional_endpoints)}, "
+            f"{C.TOKEN_EXPIRATION_ANNOTATION} {shown(self.token_expiration)}",
+            f"pod {self.pod_name}: {C.SKIP_CONTAINERS_ANNOTATION} {shown(self.skip_containers)}, "
+            f"label {C.SKIP_WEBHOOK_LABEL} {'set' if self.skip_label else '(not set)'}",
+        ]
+        if self.last is None:
+            lines.append("No probe pod created yet: the button creates it and shows the diff.")
+        else:
+            lines.append(f"Last probe pod: webhook {self.last.outcome}; {self.last.diff.summary}")
+        return lines
 
 
 # --- failures learners meet ---------------------------------------------------------------

@@ -34,7 +34,7 @@ LEARNER_PACKAGES = (
 )
 OPTIONAL = ("kubectl",)
 TITLES = {
-    "python": "Python 3.11 or newer",
+    "python": "Python 3.11 to 3.13",
     "widgets front end": "ipywidgets front end matches the kernel side",
     "kubectl": "kubectl (optional)",
     "aws CLI": "aws CLI",

@@ -5,7 +5,7 @@ answered meanwhile is read back from the lab's trace, together with the kubelet'
 TokenRequest and write that put the token the SDK read into the file (found by the
 payload folder the read resolved to), and turned into the steps of a sequence diagram (:mod:`irsa_lab.ui.sequence`), into a step-by-step account of what
 botocore did, and into a Mermaid text view. :func:`broken_trust` breaks the trust
-policy for a failed run to draw beside the working one.
+policy for a failed run to draw under the working one.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from ..constants import BUCKET, POD_NAME, ROLE_NAME
 from ..trace import TraceEvent
 from ..ui.playground import trust_policy_text
-from ..ui.sequence import Step, lane_of, steps_from_trace
+from ..ui.sequence import FIGURE_DPI, Step, lane_of, steps_from_trace
 
 __all__ = [
     "Run",
@@ -72,7 +72,7 @@ def as_png(fig: Figure) -> Any:
     from IPython.display import Image
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI)
     return Image(data=buf.getvalue(), format="png")
 
 

@@ -83,19 +83,26 @@ def token_volume_listing(
 ) -> str:
     """``ls -la`` of the projected volume, recursively, as the kubelet wrote it.
 
+    Headed by where the folder is: its path on a real node, where the lab's kubelet
+    wrote it on this machine (under the lab's state folder), and the container's mount.
     Modes, symlink targets and sizes; no owners or times (they say nothing here).
     """
     pod = lab.get_pod(pod_name)
+    node_path = _node_path(lab, pod, volume)
+    kind = lab.endpoints.get("backend") == "kind"
+    folder = None if kind else lab.volume_path(pod, volume)
+    # The lab's kubelet keeps the node's /var/lib/kubelet under its state folder.
+    here = f"{node_path} inside the kind node container" if folder is None else str(folder)
     lines = [
-        f"on the node:       {_node_path(lab, pod, volume)}",
+        f"on the node:       {node_path}",
+        f"on this machine:   {here}",
         f"in the container:  {C.TOKEN_MOUNT_PATH} (read-only mount)",
         "",
     ]
-    if lab.endpoints.get("backend") == "kind":
+    if folder is None:
         # The real kubelet wrote it inside the node container: list it from the pod.
         done = lab.exec(pod_name, ["ls", "-la", C.TOKEN_MOUNT_PATH + "/"])
         return "\n".join([*lines, (done.stdout or done.stderr).rstrip()])
-    folder = lab.volume_path(pod, volume)
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         lines.extend(_ls(entry, entry.name))
     return "\n".join(lines)
@@ -184,7 +191,21 @@ def token_decoder(lab: Lab, token: str) -> TokenDecoder:
         jwks=lab.jwks(),
         now=lambda: lab_now(lab),
         providers=oidc_providers(lab),
+        signing_key=_signing_key(lab),
     )
+
+
+def _signing_key(lab: Lab) -> Any:
+    """The cluster's signing key where this process holds it (embedded, ``k8s``, kind's
+    key file), so "re-sign with the lab key" works; ``None`` for a lab in another process,
+    whose admin endpoint never hands the key out."""
+    read = getattr(lab.control, "signing_key", None)
+    if read is None:
+        return None
+    try:
+        return read()
+    except (Unavailable, OSError):
+        return None
 
 
 def claims_text(lab: Lab, token: str) -> str:

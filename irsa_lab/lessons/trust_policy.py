@@ -382,14 +382,19 @@ class PresetCheck:
 
 
 def compare_presets(pg: Playground, names: Sequence[str] = PRESETS) -> list[PresetCheck]:
-    """Apply each preset, then run it for real; leaves the playground on the last one."""
+    """Apply each preset, then run it for real; the playground ends as it started."""
+    if pg.try_for_real is None:
+        raise ValueError("this playground has no try_for_real hook")
+    start = pg.snapshot()
     checks = []
-    for name in names:
-        predicted = pg.apply_preset(name)
-        real = pg.run_for_real()
-        if real is None:
-            raise ValueError("this playground has no try_for_real hook")
-        checks.append(PresetCheck(name, predicted, real))
+    try:
+        for name in names:
+            predicted = pg.apply_preset(name)
+            real = pg.run_for_real()
+            assert real is not None
+            checks.append(PresetCheck(name, predicted, real))
+    finally:
+        pg.restore(start)
     return checks
 
 

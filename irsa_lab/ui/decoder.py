@@ -26,6 +26,7 @@ from ..aws.sts.errors import StsError
 from ..aws.sts.session_claims import SOURCE_IDENTITY_CLAIM, TAGS_CLAIM
 from ..clock import Clock
 from ..pki import SigningKey
+from .static import StaticFallback
 from .text import (
     FAIL,
     OK,
@@ -115,9 +116,7 @@ def explain_claims(claims: Mapping[str, Any], *, now: float | None = None) -> li
             meaning = "unique token id (for audit logs)"
             iam = "not used by STS"
         elif name == "kubernetes.io":
-            meaning = (
-                "what the token is bound to: namespace, service account, pod and node (name, uid)"
-            )
+            meaning = _kubernetes_meaning(value)
             iam = "not a condition key: STS ignores custom claims"
         elif name == TAGS_CLAIM:
             meaning = (
@@ -143,6 +142,37 @@ def explain_claims(claims: Mapping[str, Any], *, now: float | None = None) -> li
             iam = "not usable in a trust policy (STS ignores custom claims)"
         rows.append(ClaimRow(name, shown, meaning, iam))
     return rows
+
+
+# The objects a token can be bound to, in the order the API server writes them.
+_BOUND = (
+    ("pod", "pod"),
+    ("serviceaccount", "service account"),
+    ("node", "node"),
+    ("secret", "secret"),
+)
+
+
+def _kubernetes_meaning(value: Any) -> str:
+    """What this token's ``kubernetes.io`` claim holds, no more: the namespace and each
+    bound object with the fields it carries (a node only when the token names one)."""
+    if not isinstance(value, Mapping):
+        return "Kubernetes' own claim (not an object here)"
+    held = []
+    if "namespace" in value:
+        held.append("namespace")
+    for key, label in _BOUND:
+        ref = value.get(key)
+        if isinstance(ref, Mapping):
+            fields = [f for f in ("name", "uid") if f in ref]
+            held.append(f"{label} ({', '.join(fields)})" if fields else label)
+    meaning = "what the token is bound to: " + ", ".join(held) if held else "no binding"
+    if "warnafter" in value:
+        meaning += (
+            "; warnafter: the time after which the API server warns that this "
+            "extended-lifetime token is still in use"
+        )
+    return meaning
 
 
 # --- verification -----------------------------------------------------------------------
@@ -310,11 +340,29 @@ def parse_value(text: str) -> Any:
 # --- the widget ----------------------------------------------------------------------
 
 
+# Shares of the cell's width per table: the long values and reasons get most.
+CLAIMS_WIDTHS = ("13%", "31%", "26%", "30%")
+HEADER_WIDTHS = ("20%", "80%")
+STEPS_WIDTHS = ("18%", "15%", "67%")
+# The rows of inputs wrap onto another line rather than widen the cell.
+ROW_LAYOUT = {"flex_flow": "row wrap", "max_width": "100%"}
+RESIGN_ENABLED = (
+    "sign the edited token with the lab's service-account key, so the checks go on past "
+    "the signature"
+)
+RESIGN_DISABLED = (
+    "disabled: this decoder was built without the lab's signing key, so an edited token "
+    "keeps its old signature and fails at 'signature' (as it would for anyone without the "
+    "key). Build it with TokenDecoder(..., signing_key=lab.control.signing_key()) to enable."
+)
+
+
 def _claims_html(rows: Sequence[ClaimRow]) -> str:
     return html_table(
         ("claim", "value", "meaning", "where IAM/STS uses it"),
         [(r.name, r.value, r.meaning, r.iam) for r in rows],
         caption="Claims (payload)",
+        widths=CLAIMS_WIDTHS,
     )
 
 
@@ -327,16 +375,23 @@ def _verification_html(v: Verification) -> str:
         styles.append(STYLE_OK if ok else STYLE_FAIL if ok is False else STYLE_MUTED)
     verdict = f"{OK if v.ok else FAIL} {v.verdict}"
     return (
-        html_table(("step", "result", "detail"), rows, caption="Verification", row_styles=styles)
+        html_table(
+            ("step", "result", "detail"),
+            rows,
+            caption="Verification",
+            row_styles=styles,
+            widths=STEPS_WIDTHS,
+        )
         + f"<p><b>{escape(verdict)}</b></p>"
     )
 
 
-class TokenDecoder(widgets.VBox):
+class TokenDecoder(StaticFallback, widgets.VBox):
     """Paste a token; see its header, its claims explained, and the verification steps.
 
     The tamper controls change one claim and keep the signature (or re-sign with the
-    lab key when ``signing_key`` is given and the box is ticked). Read the outcome from
+    lab key when ``signing_key`` is given and the box is ticked; without a key the box is
+    disabled and its tooltip says why). Read the outcome from
     Python with :meth:`state`, :attr:`verification`, :attr:`claims`.
     """
 
@@ -362,7 +417,7 @@ class TokenDecoder(widgets.VBox):
             value=token,
             description="JWT",
             placeholder="paste a token (three base64url parts)",
-            layout=widgets.Layout(width="100%", height="6em"),
+            layout=widgets.Layout(width="auto", height="6em"),
         )
         self.header_html = widgets.HTML()
         self.claims_html = widgets.HTML()
@@ -377,6 +432,7 @@ class TokenDecoder(widgets.VBox):
             value=False,
             description="re-sign with the lab key",
             disabled=signing_key is None,
+            tooltip=RESIGN_DISABLED if signing_key is None else RESIGN_ENABLED,
         )
         self.tamper_button = widgets.Button(
             description="Tamper", icon="pencil", tooltip="change the claim, keep the signature"
@@ -393,9 +449,15 @@ class TokenDecoder(widgets.VBox):
                 self.claims_html,
                 self.verify_html,
                 widgets.HTML("<b>Tamper with the token</b>"),
-                widgets.HBox([self.claim_input, self.value_input]),
-                widgets.HBox([self.resign_box, self.tamper_button, self.reset_button]),
-            ]
+                widgets.HBox(
+                    [self.claim_input, self.value_input], layout=widgets.Layout(**ROW_LAYOUT)
+                ),
+                widgets.HBox(
+                    [self.resign_box, self.tamper_button, self.reset_button],
+                    layout=widgets.Layout(**ROW_LAYOUT),
+                ),
+            ],
+            layout=widgets.Layout(max_width="100%"),
         )
         self._render()
 
@@ -444,12 +506,37 @@ class TokenDecoder(widgets.VBox):
                 ("field", "value"),
                 [(k, json.dumps(val)) for k, val in v.header.items()],
                 caption="Header",
+                widths=HEADER_WIDTHS,
             )
             self.claims_html.value = _claims_html(explain_claims(v.claims, now=now))
         else:
             self.header_html.value = "<p>(no readable token)</p>"
             self.claims_html.value = ""
         self.verify_html.value = _verification_html(v)
+
+    # -- the stored output's summary (StaticFallback) --------------------------------
+
+    def static_title(self) -> str:
+        return "Token decoder"
+
+    def static_lines(self) -> list[str]:
+        """The header's alg and kid, who issued the token to whom, until when, and the
+        verification's outcome."""
+        v = self.verification
+        if not v.header:
+            return ["no readable token", f"verification: {v.verdict}"]
+        h, c = v.header, v.claims
+        lines = [f"header: alg {h.get('alg', '-')}, kid {h.get('kid', '-')}"]
+        for name in ("iss", "sub"):
+            lines.append(f"{name}: {c.get(name, '(absent)')}")
+        aud = as_list(c.get("aud"))
+        lines.append(f"aud: {', '.join(aud) if aud else '(absent)'}")
+        exp = c.get("exp")
+        lines.append(
+            f"exp: {utc_text(float(exp)) if isinstance(exp, int | float) else exp or '(absent)'}"
+        )
+        lines.append(f"verification: {v.verdict}")
+        return lines
 
     def state(self) -> dict[str, Any]:
         """The facts a following plain cell prints: claims, verdict, failing step."""

@@ -6,6 +6,13 @@ in one fixed key order, then compared line by line with :mod:`difflib`. The HTML
 our own two-column table, not ``difflib.HtmlDiff``: HtmlDiff's anchor ids come from a
 class-level counter that changes with call order, which breaks nbval.
 
+Who wrote each added line comes from evidence, not from line patterns:
+:func:`line_authors` follows each stored line back through the pod the webhook
+received and the pod its JSONPatch made (both kept by the API server's admission
+record). A line the webhook's patch added is the webhook's; any other added line was
+written by the API server (its ServiceAccount admission plugin, which runs before the
+webhooks, and its defaulting, which runs after them).
+
 :func:`summarize_mutation` is the plain-text companion a checked notebook cell
 prints: which env vars, volumes and mounts appeared, and which program reads each.
 """
@@ -16,7 +23,7 @@ import copy
 import difflib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -34,19 +41,20 @@ from .text import (
     FAIL,
     OK,
     SKIP,
-    STYLE_CELL,
     STYLE_CHANGED,
     STYLE_FAIL,
     STYLE_OK,
-    STYLE_TABLE,
     escape,
     text_table,
 )
 
 __all__ = [
+    "API_SERVER",
     "DEFAULT_DROP",
     "ENV_READERS",
+    "WEBHOOK",
     "DiffResult",
+    "line_authors",
     "patch_table",
     "pod_yaml",
     "side_by_side",
@@ -155,6 +163,12 @@ def pod_yaml(pod: Mapping[str, Any], *, drop: Iterable[str] = DEFAULT_DROP) -> s
 
 Row = tuple[str, str | None, str | None]
 
+# The two authors of a stored pod's added lines, as the diff names them.
+API_SERVER = "API server"
+WEBHOOK = "webhook"
+_AUTHOR_STYLE = {WEBHOOK: STYLE_OK, API_SERVER: "background:rgba(56,139,253,0.18);"}
+_AUTHOR_COLOUR = {WEBHOOK: "green", API_SERVER: "blue"}
+
 
 @dataclass(frozen=True)
 class DiffResult:
@@ -162,7 +176,10 @@ class DiffResult:
 
     ``rows`` are ``(marker, left_line, right_line)``: marker ``" "`` same, ``"+"``
     added on the right, ``"-"`` removed from the left, ``"~"`` changed; a missing
-    side is ``None``. ``html`` and ``text`` render the same rows.
+    side is ``None``. ``authors`` runs beside ``rows``: who wrote the right-hand line
+    of an added or changed row (:data:`API_SERVER` or :data:`WEBHOOK`), ``""`` for
+    the other rows or when no authors were given. ``html`` and ``text`` render the
+    same rows.
     """
 
     rows: list[Row]
@@ -171,10 +188,19 @@ class DiffResult:
     changed: int
     html: str
     text: str
+    authors: list[str] = field(default_factory=list)
+
+    def added_by(self, author: str) -> int:
+        """How many added lines ``author`` wrote."""
+        return sum(
+            1
+            for (marker, _l, _r), who in zip(self.rows, self.authors, strict=False)
+            if marker == "+" and who == author
+        )
 
     @property
     def summary(self) -> str:
-        return f"{self.added} lines added, {self.removed} removed, {self.changed} changed"
+        return _summary(self.rows, self.authors)
 
     def _repr_html_(self) -> str:
         return self.html
@@ -224,41 +250,104 @@ _MARKER_STYLE = {"+": STYLE_OK, "-": STYLE_FAIL, "~": STYLE_CHANGED, " ": ""}
 _MARKER_WORD = {"+": "added", "-": "removed", "~": "changed", " ": ""}
 
 
-def _render_text(rows: Sequence[Row], titles: tuple[str, str]) -> str:
+def _summary(rows: Sequence[Row], authors: Sequence[str]) -> str:
+    added = sum(1 for r in rows if r[0] == "+")
+    removed = sum(1 for r in rows if r[0] == "-")
+    changed = sum(1 for r in rows if r[0] == "~")
+    by = ""
+    if any(authors):
+        counts = {
+            who: sum(1 for r, a in zip(rows, authors, strict=True) if r[0] == "+" and a == who)
+            for who in (API_SERVER, WEBHOOK)
+        }
+        by = f" ({counts[API_SERVER]} by the {API_SERVER}, {counts[WEBHOOK]} by the {WEBHOOK})"
+    return f"{added} lines added{by}, {removed} removed, {changed} changed"
+
+
+def _render_text(rows: Sequence[Row], titles: tuple[str, str], authors: Sequence[str] = ()) -> str:
     numbered = _numbered(rows)
     width = max([len(titles[0])] + [len(r[2]) for r in numbered])
-    lines = [f"    {'':>3} {titles[0]:<{width}} | {'':>3} {titles[1]}".rstrip()]
-    for marker, lno, left, rno, right in numbered:
+    who = list(authors) or [""] * len(rows)
+    by = max(len(API_SERVER), len("by")) if any(who) else 0
+    head = f"{'by':<{by}} " if by else ""
+    lines = [f"  {head}{'':>3} {titles[0]:<{width}} | {'':>3} {titles[1]}".rstrip()]
+    for (marker, lno, left, rno, right), author in zip(numbered, who, strict=True):
         ls = "" if lno is None else str(lno)
         rs = "" if rno is None else str(rno)
-        lines.append(f"{marker}   {ls:>3} {left:<{width}} | {rs:>3} {right}".rstrip())
+        tag = f"{author:<{by}} " if by else ""
+        lines.append(f"{marker} {tag}{ls:>3} {left:<{width}} | {rs:>3} {right}".rstrip())
     return "\n".join(lines)
 
 
-def _render_html(rows: Sequence[Row], titles: tuple[str, str], summary: str) -> str:
-    pre = "white-space:pre;font-family:var(--jp-code-font-family,monospace);"
-    num = "text-align:right;opacity:0.6;user-select:none;"
+# One compact row per YAML line, the same in a notebook output and inside a widget (whose
+# HTML would otherwise take the widget's own font and line height). Fixed layout: the
+# table is as wide as the cell and long lines wrap instead of widening it.
+_DIFF_TABLE = (
+    "border-collapse:collapse;font-family:var(--jp-code-font-family,monospace);"
+    "font-size:12px;line-height:1.35;width:100%;max-width:100%;table-layout:fixed;"
+    "box-sizing:border-box;"
+)
+# line-height on each cell: JupyterLab's rendered-HTML rules set ``line-height: normal`` on
+# cells, a widget's HTML inherits 28 px; the same explicit value makes both rows alike.
+_DIFF_CELL = (
+    "border:1px solid rgba(128,128,128,0.25);padding:0 4px;vertical-align:top;text-align:left;"
+    "line-height:1.3;font-size:12px;"
+)
+_DIFF_CODE = "white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-all;text-align:left;"
+_DIFF_NUM = "text-align:right;opacity:0.6;user-select:none;"
+
+
+def _legend(authors: Sequence[str]) -> str:
+    marks = f"Markers: {OK} added, {FAIL} removed, {SKIP} changed."
+    if not any(authors):
+        return marks
+    keys = "".join(
+        f' <span style="{_AUTHOR_STYLE[who]}padding:0 4px;">{escape(who)}</span>'
+        for who in (API_SERVER, WEBHOOK)
+    )
+    return f"{marks} Column “by”, and colour, name who added the line:{keys}."
+
+
+def _render_html(
+    rows: Sequence[Row], titles: tuple[str, str], summary: str, authors: Sequence[str] = ()
+) -> str:
+    who = list(authors) or [""] * len(rows)
+    with_by = any(who)
+    # The submitted side is the shorter one: give the stored side the larger share.
+    cols = ["1.4em", *(["7.6em"] if with_by else []), "2.6em", "34%", "2.6em", ""]
+    colgroup = "".join(f'<col style="width:{w};">' if w else "<col>" for w in cols)
+    head_by = f'<th style="{_DIFF_CELL}" title="who added the line">by</th>' if with_by else ""
     out = [
-        f'<div class="irsa-diff"><p style="margin:0 0 4px 0;">{escape(summary)}. '
-        f"Markers: {OK} added, {FAIL} removed, {SKIP} changed.</p>",
-        f'<table style="{STYLE_TABLE}"><thead><tr>'
-        f'<th style="{STYLE_CELL}" title="change marker">±</th>'
-        f'<th style="{STYLE_CELL}" colspan="2">{escape(titles[0])}</th>'
-        f'<th style="{STYLE_CELL}" colspan="2">{escape(titles[1])}</th></tr></thead><tbody>',
+        f'<div class="irsa-diff" style="max-width:100%;line-height:1.35;"><p style="margin:0 0 4px 0;">'
+        f"{escape(summary)}. {_legend(who)}</p>",
+        f'<table style="{_DIFF_TABLE}"><colgroup>{colgroup}</colgroup><thead><tr>'
+        f'<th style="{_DIFF_CELL}" title="change marker">±</th>{head_by}'
+        f'<th style="{_DIFF_CELL}{_DIFF_CODE}" colspan="2">{escape(titles[0])}</th>'
+        f'<th style="{_DIFF_CELL}{_DIFF_CODE}" colspan="2">{escape(titles[1])}</th></tr></thead><tbody>',
     ]
-    for marker, lno, left, rno, right in _numbered(rows):
+    for (marker, lno, left, rno, right), author in zip(_numbered(rows), who, strict=True):
         style = _MARKER_STYLE[marker]
         word = _MARKER_WORD[marker]
         lstyle = style if marker in "-~" else ""
         rstyle = style if marker in "+~" else ""
-        title = f' title="{word}"' if word else ""
+        if author and marker in "+~":
+            rstyle = _AUTHOR_STYLE[author]
+        if word and author and marker in "+~":
+            word = f"{word} by the {author}"
+        title = f' title="{escape(word)}"' if word else ""
+        by = (
+            f'<td style="{_DIFF_CELL}white-space:nowrap;{rstyle if author else ""}">'
+            f"{escape(author)}</td>"
+            if with_by
+            else ""
+        )
         out.append(
             f"<tr{title}>"
-            f'<td style="{STYLE_CELL}{pre}">{escape(marker)}</td>'
-            f'<td style="{STYLE_CELL}{num}{lstyle}">{"" if lno is None else lno}</td>'
-            f'<td style="{STYLE_CELL}{pre}{lstyle}">{escape(left)}</td>'
-            f'<td style="{STYLE_CELL}{num}{rstyle}">{"" if rno is None else rno}</td>'
-            f'<td style="{STYLE_CELL}{pre}{rstyle}">{escape(right)}</td>'
+            f'<td style="{_DIFF_CELL}{_DIFF_CODE}">{escape(marker)}</td>{by}'
+            f'<td style="{_DIFF_CELL}{_DIFF_NUM}{lstyle}">{"" if lno is None else lno}</td>'
+            f'<td style="{_DIFF_CELL}{_DIFF_CODE}{lstyle}">{escape(left)}</td>'
+            f'<td style="{_DIFF_CELL}{_DIFF_NUM}{rstyle}">{"" if rno is None else rno}</td>'
+            f'<td style="{_DIFF_CELL}{_DIFF_CODE}{rstyle}">{escape(right)}</td>'
             "</tr>"
         )
     out.append("</tbody></table></div>")
@@ -270,21 +359,67 @@ def side_by_side(
     after: Mapping[str, Any] | str,
     *,
     titles: tuple[str, str] = ("as submitted", "as stored"),
+    authors: Sequence[str] | None = None,
 ) -> DiffResult:
-    """Compare two pods (dicts, normalised with :func:`pod_yaml`) or two YAML texts."""
-    rows = _rows(_lines(before), _lines(after))
-    added = sum(1 for r in rows if r[0] == "+")
-    removed = sum(1 for r in rows if r[0] == "-")
-    changed = sum(1 for r in rows if r[0] == "~")
-    summary = f"{added} lines added, {removed} removed, {changed} changed"
+    """Compare two pods (dicts, normalised with :func:`pod_yaml`) or two YAML texts.
+
+    ``authors``, one per line of ``after`` (see :func:`line_authors`), adds a "by"
+    column and colours each added or changed line by who wrote it.
+    """
+    right = _lines(after)
+    rows = _rows(_lines(before), right)
+    who: list[str] = []
+    if authors is not None:
+        if len(authors) != len(right):
+            raise ValueError(f"{len(authors)} authors for {len(right)} lines")
+        it = iter(authors)
+        who = [next(it) if r is not None else "" for _m, _l, r in rows]
+        who = [a if m in "+~" else "" for (m, _l, _r), a in zip(rows, who, strict=True)]
+    summary = _summary(rows, who)
     return DiffResult(
         rows=rows,
-        added=added,
-        removed=removed,
-        changed=changed,
-        html=_render_html(rows, titles, summary),
-        text=_render_text(rows, titles),
+        added=sum(1 for r in rows if r[0] == "+"),
+        removed=sum(1 for r in rows if r[0] == "-"),
+        changed=sum(1 for r in rows if r[0] == "~"),
+        html=_render_html(rows, titles, summary, who),
+        text=_render_text(rows, titles, who),
+        authors=who,
     )
+
+
+def _matched(a: list[str], b: list[str]) -> dict[int, int]:
+    """Index in ``b`` -> index in ``a`` of every line the two texts share, in order."""
+    out: dict[int, int] = {}
+    for block in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
+        out.update((block.b + k, block.a + k) for k in range(block.size))
+    return out
+
+
+def line_authors(
+    submitted: str, stored: str, *, to_webhook: str | None = None, from_webhook: str | None = None
+) -> list[str]:
+    """Who wrote each line of ``stored``: ``""`` (it was submitted), :data:`WEBHOOK` or
+    :data:`API_SERVER`.
+
+    ``to_webhook`` is the pod as the API server sent it to the webhook and
+    ``from_webhook`` the same pod with the webhook's JSONPatch applied (YAML texts,
+    normalised like the other two). A stored line that traces back to a line the patch
+    added is the webhook's; every other added line is the API server's. Without the
+    webhook's pair (it was not called, or did not answer) every added line is the API
+    server's.
+    """
+    sub, out = submitted.splitlines(), stored.splitlines()
+    kept = _matched(sub, out)
+    webhook_lines: set[int] = set()
+    if to_webhook is not None and from_webhook is not None:
+        before, after = to_webhook.splitlines(), from_webhook.splitlines()
+        unchanged = set(_matched(before, after))
+        patched = {k for k in range(len(after)) if k not in unchanged}
+        traced = _matched(after, out)
+        webhook_lines = {j for j, k in traced.items() if k in patched}
+    return [
+        "" if j in kept else WEBHOOK if j in webhook_lines else API_SERVER for j in range(len(out))
+    ]
 
 
 # --- the semantic summary -------------------------------------------------------

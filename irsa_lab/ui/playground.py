@@ -15,7 +15,8 @@ import ipywidgets as widgets
 
 from ..aws.arns import arn_account, issuer_host_path
 from ..constants import ACCOUNT_ID, DEFAULT_AUDIENCE, NAMESPACE, ROLE_ARN, SERVICE_ACCOUNT
-from .text import escape
+from .static import StaticFallback
+from .text import escape, side_by_side
 from .trust_presets import PRESETS, Preset, claims_for, presets, trust_policy_text
 from .trust_verdict import ConditionRow, Verdict, judge, provider_arn
 from .widget_value import WidgetText
@@ -34,13 +35,18 @@ __all__ = [
 ]
 
 
-class Playground(widgets.VBox):
+# The row of token fields wraps onto a second line rather than widen the cell.
+ROW_LAYOUT = {"flex_flow": "row wrap", "max_width": "100%"}
+
+
+class Playground(StaticFallback, widgets.VBox):
     """Edit the trust policy or the token's fields; the verdict follows live.
 
     ``providers`` is IAM's state: provider URL (issuer without ``https://``) to client
     IDs. The "provider registered" box removes the cluster issuer's provider from it.
     ``try_for_real``, when the stack supplies it, sends a real token with these claims
-    through boto3 and returns the real STS verdict; the button shows both side by side.
+    through boto3 and returns the real STS verdict; the button shows both side by side,
+    in two columns.
     Read results from Python: :attr:`verdict`, :attr:`error_code`,
     :attr:`failed_conditions`, :meth:`state`.
 
@@ -97,7 +103,7 @@ class Playground(widgets.VBox):
         self.policy_input = widgets.Textarea(
             value=text,
             description="trust policy",
-            layout=widgets.Layout(width="100%", height="18em"),
+            layout=widgets.Layout(width="auto", height="18em"),
         )
         self.namespace_input = widgets.Text(value=namespace, description="namespace")
         self.service_account_input = widgets.Text(
@@ -107,7 +113,7 @@ class Playground(widgets.VBox):
         )
         self.audience_input = widgets.Text(value=audience, description="aud")
         self.issuer_input = widgets.Text(
-            value=issuer, description="iss", layout=widgets.Layout(width="100%")
+            value=issuer, description="iss", layout=widgets.Layout(width="auto")
         )
         self.provider_box = widgets.Checkbox(
             value=True,
@@ -142,14 +148,16 @@ class Playground(widgets.VBox):
                 self.preset_note,
                 self.policy_input,
                 widgets.HBox(
-                    [self.namespace_input, self.service_account_input, self.audience_input]
+                    [self.namespace_input, self.service_account_input, self.audience_input],
+                    layout=widgets.Layout(**ROW_LAYOUT),
                 ),
                 self.issuer_input,
                 self.provider_box,
                 self.verdict_html,
                 self.real_button,
                 self.real_html,
-            ]
+            ],
+            layout=widgets.Layout(max_width="100%"),
         )
         self._update()
 
@@ -247,6 +255,36 @@ class Playground(widgets.VBox):
         self.preset_note.value = f"<p><i>{escape(p.description)}</i></p>"
         return self.verdict
 
+    def snapshot(self) -> dict[str, Any]:
+        """Every input's value (and the extra claims): what :meth:`restore` puts back."""
+        return {
+            "preset": self.preset_input.value,
+            "policy": self.policy_input.value,
+            "namespace": self.namespace_input.value,
+            "service_account": self.service_account_input.value,
+            "audience": self.audience_input.value,
+            "issuer": self.issuer_input.value,
+            "provider_registered": self.provider_box.value,
+            "extra_claims": dict(self.extra_claims),
+        }
+
+    def restore(self, snapshot: Mapping[str, Any]) -> Verdict:
+        """Put the inputs back as :meth:`snapshot` found them; one re-evaluation."""
+        with self._hold():
+            self.policy_input.value = snapshot["policy"]
+            self.namespace_input.value = snapshot["namespace"]
+            self.service_account_input.value = snapshot["service_account"]
+            self.audience_input.value = snapshot["audience"]
+            self.issuer_input.value = snapshot["issuer"]
+            self.provider_box.value = snapshot["provider_registered"]
+            self.extra_claims = dict(snapshot["extra_claims"])
+            self.preset_input.value = snapshot["preset"]
+        preset = self.presets.get(str(snapshot["preset"]))
+        self.preset_note.value = (
+            "" if preset is None else f"<p><i>{escape(preset.description)}</i></p>"
+        )
+        return self.verdict
+
     def run_for_real(self) -> Verdict | None:
         """Call the ``try_for_real`` hook with the current claims; show both verdicts."""
         if self.try_for_real is None:
@@ -259,10 +297,10 @@ class Playground(widgets.VBox):
             if same
             else "- the real STS stand-in answered differently: read both tables"
         )
-        self.real_html.value = (
-            f"<p><b>{escape(agree)}</b></p>"
-            '<div style="display:flex;gap:1em;flex-wrap:wrap;">'
-            f"<div>{self.verdict.html()}</div><div>{real.html()}</div></div>"
+        self.real_html.value = f"<p><b>{escape(agree)}</b></p>" + side_by_side(
+            self.verdict.html(compact=True),
+            real.html(compact=True),
+            titles=("the playground predicts", "the real STS stand-in answers"),
         )
         return real
 
@@ -283,6 +321,34 @@ class Playground(widgets.VBox):
             if self.real_verdict is None
             else {"allowed": self.real_verdict.allowed, "error_code": self.real_verdict.code},
         }
+
+    # -- the stored output's summary (StaticFallback) --------------------------------
+
+    def static_title(self) -> str:
+        return "Trust-policy playground"
+
+    def static_lines(self) -> list[str]:
+        """The preset, STS's verdict with its code, and each failed check."""
+        v = self.verdict
+        preset = str(self.preset_input.value)
+        lines = [
+            f"preset: {preset}"
+            if preset in self.presets
+            else "preset: none (the policy and token fields as given)",
+            f"verdict: {v.headline}",
+        ]
+        failed = v.failed_conditions
+        if not failed:
+            lines.append("failed checks: none")
+        for r in failed:
+            actual = "(absent from the request)" if r.actual is None else ", ".join(r.actual)
+            lines.append(
+                f"failed check: {r.key} [{r.operator}]: expected {', '.join(r.expected)}; "
+                f"actual {actual}"
+            )
+        if self.real_verdict is not None:
+            lines.append(f"real STS stand-in: {self.real_verdict.headline}")
+        return lines
 
     # -- internals ------------------------------------------------------------------
 

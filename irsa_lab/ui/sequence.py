@@ -3,10 +3,19 @@
 docs/reference/teaching.md §6.2. :func:`steps_from_trace` maps :class:`~irsa_lab.trace.TraceEvent`
 records onto lanes (API server, kubelet, token file, pod/SDK, STS, OIDC discovery, JWKS,
 IAM trust check, S3), in the order they happened; every arrow is an event some
-component recorded, none is added here. :func:`sequence_figure` draws lifelines and numbered arrows with matplotlib, and
-marks a failed step three ways: a red arrow, an ``X`` at its end, and the words
+component recorded, none is added here. A call its caller recorded once the answer had
+come back (the kubelet's TokenRequest, STS's fetches of the discovery document and the
+JWKS) is one round trip: it is drawn as the request and, when it succeeded, the reply.
+:func:`sequence_figure` draws lifelines and numbered arrows with matplotlib, and marks a
+failed step three ways: a red arrow, an ``X`` at its end, and the words
 ``FAILED: <code>``. :func:`mermaid` gives the same steps as a Mermaid block, which
 JupyterLab renders from Markdown and a screen reader or a copy-paste can use as text.
+
+The figures are made to be read on a projector: at most :data:`DISPLAY_WIDTH_PX` wide
+at :data:`FIGURE_DPI` (so a notebook cell shows them at their own size) and no text
+under :data:`MIN_TEXT_PX` pixels high. Each label starts at the left end of its arrow,
+above it, on a white ground, so it never crosses the lifeline it starts from nor hides
+under a failure mark.
 """
 
 from __future__ import annotations
@@ -17,12 +26,17 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.transforms import ScaledTranslation
 
 from ..trace import TraceEvent
 
 __all__ = [
     "COMPONENT_LANES",
+    "DISPLAY_WIDTH_PX",
+    "FIGURE_DPI",
     "LANES",
+    "MIN_TEXT_PX",
+    "ROUND_TRIPS",
     "Step",
     "describe_steps",
     "figure_texts",
@@ -31,6 +45,7 @@ __all__ = [
     "reference_steps",
     "sequence_figure",
     "side_by_side_figure",
+    "stacked_figure",
     "steps_from_trace",
 ]
 
@@ -74,8 +89,28 @@ _MERMAID_IDS = {
     "kubelet": "Kubelet",
     "webhook": "Webhook",
 }
+# Lane names on two lines where one would be wider than the space between lifelines.
+_LANE_TITLES = {
+    "API server": "API\nserver",
+    "token file": "token\nfile",
+    "OIDC discovery": "OIDC\ndiscovery",
+    "IAM trust check": "IAM trust\ncheck",
+}
 FAIL_COLOR = "#d62728"
 OK_COLOR = "#333333"
+
+# A JupyterLab notebook cell is about 1,000 px wide (browser at 1280 to 1440 px); a
+# wider PNG is scaled down to fit, and its text with it. At FIGURE_DPI a figure at most
+# DISPLAY_WIDTH_PX wide is shown at its own size, so a point of font is dpi/72 pixels.
+DISPLAY_WIDTH_PX = 1000
+FIGURE_DPI = 100
+MIN_TEXT_PX = 11
+_TEXT_PT = 10.0  # 13.9 px at 100 dpi: still 11.8 px in a cell as narrow as 850 px
+_TITLE_PT = 12.0
+_ROW_IN = 0.45  # one arrow per row: its label (above it) and a failure mark fit
+_HEAD_ROWS = 2.4  # the lane boxes above the first arrow, in rows
+_MARKER_PT = 12.0
+_LABEL_OFFSET_PT = (7.0, 8.0)  # right of the arrow's left end, above the arrow
 
 
 @dataclass(frozen=True)
@@ -83,6 +118,7 @@ class Step:
     """One arrow: ``source`` lane asks ``target`` lane for ``label``; ``ok`` or not.
 
     ``outcome`` is ``"ok"`` or the error code, shown next to a failed step.
+    ``carries`` names what a reply brings back (``"credentials"``, ``"token"``).
     """
 
     source: str
@@ -90,10 +126,16 @@ class Step:
     label: str
     ok: bool = True
     outcome: str = "ok"
+    carries: str = ""
 
     @property
     def reply(self) -> bool:
         return self.label.endswith(" reply")
+
+    @property
+    def text(self) -> str:
+        """The label with what the reply carries: ``AssumeRoleWithWebIdentity reply: credentials``."""
+        return f"{self.label}: {self.carries}" if self.carries else self.label
 
 
 def lane_of(component: str, call: str = "") -> str | None:
@@ -104,17 +146,34 @@ def lane_of(component: str, call: str = "") -> str | None:
     return lane
 
 
+# Calls whose caller records them once the answer is back, and what a good answer
+# carries: the event is the round trip, drawn as the request and its reply.
+ROUND_TRIPS: dict[str, str] = {
+    "TokenRequest": "token",
+    "renew TokenRequest": "token",
+    "GET openid-configuration": "discovery document",
+    "GET jwks": "keys",
+}
+# Replies recorded as events of their own, and what a good one carries.
+_REPLIES: dict[str, str] = {"AssumeRoleWithWebIdentity reply": "credentials"}
+
+
 def steps_from_trace(events: Iterable[TraceEvent], *, lanes: Sequence[str] = LANES) -> list[Step]:
     """Map recorded events to steps in the order they happened (``wall``, then ``seq``);
-    events off ``lanes`` are dropped."""
+    events off ``lanes`` are dropped.
+
+    A successful :data:`ROUND_TRIPS` event gives two steps, the request and the reply
+    (the caller recorded it after the reply came); a failed one gives the failed request.
+    """
     steps = []
     for ev in sorted(events, key=lambda e: (e.wall, e.seq)):
         src, dst = lane_of(ev.source, ev.call), lane_of(ev.target, ev.call)
         if src is None or dst is None or src not in lanes or dst not in lanes:
             continue
-        if ev.source == "sts" and ev.target == "oidc":
-            src = "STS"
-        steps.append(Step(src, dst, ev.call, ev.ok, ev.outcome))
+        carries = _REPLIES.get(ev.call, "") if ev.ok else ""
+        steps.append(Step(src, dst, ev.call, ev.ok, ev.outcome, carries))
+        if ev.ok and ev.call in ROUND_TRIPS and src != dst:
+            steps.append(Step(dst, src, f"{ev.call} reply", carries=ROUND_TRIPS[ev.call]))
     return steps
 
 
@@ -136,21 +195,25 @@ def reference_steps(fail: str | None = None, code: str = "AccessDenied") -> list
 
     Steps after a failure are dropped, except the error reply to the SDK.
     """
-    calls = [
+    calls: list[Step] = []
+    for s in [
         Step("kubelet", "API server", "TokenRequest"),
         Step("kubelet", "token file", "write"),
         Step("pod/SDK", "token file", "read token"),
         Step("pod/SDK", "STS", "AssumeRoleWithWebIdentity"),
         *(Step("STS", lane, label) for lane, label in _STS_CHECKS),
-        _STS_REPLY,
+        replace(_STS_REPLY, carries=_REPLIES[_STS_REPLY.label]),
         Step("pod/SDK", "S3", "ListBuckets"),
-    ]
+    ]:
+        calls.append(s)
+        if s.label in ROUND_TRIPS:
+            calls.append(Step(s.target, s.source, f"{s.label} reply", carries=ROUND_TRIPS[s.label]))
     if fail is None:
         return calls
     out: list[Step] = []
     for s in calls:
         if s.label == fail:
-            out.append(replace(s, ok=False, outcome=code))
+            out.append(replace(s, ok=False, outcome=code, carries=""))
             out.append(replace(_STS_REPLY, ok=False, outcome=code))
             return out
         out.append(s)
@@ -164,18 +227,21 @@ def _lanes_used(steps: Sequence[Step], lanes: Sequence[str]) -> list[str]:
 
 
 def _label(i: int, step: Step) -> str:
-    text = f"{i}. {step.label}"
+    text = f"{i}. {step.text}"
     return text if step.ok else f"{text}  FAILED: {step.outcome}"
 
 
 def _draw(ax: Axes, steps: Sequence[Step], title: str, cols: Sequence[str], rows: int = 0) -> None:
     x = {lane: i for i, lane in enumerate(cols)}
     n = max(len(steps), rows)
-    bottom = -(n + 0.8)
+    bottom = -(n + 0.6)
+    # Labels sit a few points right of and above the arrow's left end, whatever the scale.
+    dx, dy = (pt / 72 for pt in _LABEL_OFFSET_PT)
+    above = ax.transData + ScaledTranslation(dx, dy, ax.figure.dpi_scale_trans)
     for lane, xi in x.items():
         ax.plot(
             [xi, xi],
-            [0, bottom],
+            [0.3, bottom],
             linestyle="--",
             color="#888888",
             linewidth=1,
@@ -183,11 +249,12 @@ def _draw(ax: Axes, steps: Sequence[Step], title: str, cols: Sequence[str], rows
         )
         ax.text(
             xi,
-            0.35,
-            lane,
+            0.55,
+            _LANE_TITLES.get(lane, lane),
             ha="center",
             va="bottom",
-            fontsize=8,
+            fontsize=_TEXT_PT,
+            linespacing=1.1,
             bbox={"boxstyle": "round,pad=0.3", "facecolor": "#eeeeee", "edgecolor": "#555555"},
             gid=f"lane-{lane}",
         )
@@ -202,28 +269,28 @@ def _draw(ax: Axes, steps: Sequence[Step], title: str, cols: Sequence[str], rows
         if x0 == x1:  # a check inside one component: a small loop to the right
             ax.plot(
                 [x0, x0 + 0.25, x0 + 0.25],
-                [y + 0.15, y + 0.15, y - 0.15],
+                [y, y, y - 0.25],
                 color=color,
                 linestyle=style,
                 linewidth=width,
             )
-            start, end = (x0 + 0.25, y - 0.15), (x0, y - 0.15)
-            tx, ha = x0 + 0.3, "left"
+            start, end = (x0 + 0.25, y - 0.25), (x0, y - 0.25)
         else:
             arrow["linestyle"] = style
             start, end = (x0, y), (x1, y)
-            tx, ha = (x0 + x1) / 2, "center"
         arrow["linewidth"] = width
         ax.annotate("", xy=end, xytext=start, arrowprops=arrow, gid=f"arrow-{i}")
         ax.text(
-            tx,
-            y + 0.08,
+            min(x0, x1),
+            y,
             _label(i, step),
-            ha=ha,
+            transform=above,
+            ha="left",
             va="bottom",
-            fontsize=7.5,
+            fontsize=_TEXT_PT,
             color=color,
             fontweight=weight,
+            bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"},
             gid=f"label-{i}",
         )
         if not step.ok:
@@ -231,52 +298,66 @@ def _draw(ax: Axes, steps: Sequence[Step], title: str, cols: Sequence[str], rows
                 [end[0]],
                 [end[1]],
                 marker="X",
-                markersize=13,
+                markersize=_MARKER_PT,
                 color=FAIL_COLOR,
                 markeredgecolor="black",
                 linestyle="none",
                 gid=f"failed-marker-{i}",
             )
-    ax.set_xlim(-0.6, max(len(cols) - 1, 1) + 0.8)
-    ax.set_ylim(bottom, 1.0)
+    ax.set_xlim(-0.6, max(len(cols) - 1, 1) + 0.6)
+    ax.set_ylim(bottom, _HEAD_ROWS - 0.6)
     ax.set_axis_off()
     failed = [s for s in steps if not s.ok]
     status = f"FAILED: {failed[0].outcome}" if failed else "all steps ok"
-    ax.set_title(f"{title} ({status})", fontsize=10, color=FAIL_COLOR if failed else OK_COLOR)
+    ax.set_title(
+        f"{title} ({status})", fontsize=_TITLE_PT, color=FAIL_COLOR if failed else OK_COLOR
+    )
+
+
+def _width_in(ncols: int) -> float:
+    """About 1.1 in per lane, never wider than the notebook cell shows unscaled."""
+    return min(DISPLAY_WIDTH_PX / FIGURE_DPI, max(6.0, 1.1 * ncols + 1.0))
+
+
+def _height_in(rows: int) -> float:
+    return _ROW_IN * (rows + _HEAD_ROWS) + 0.5  # + the title
 
 
 def sequence_figure(
     steps: Sequence[Step], *, title: str = "AssumeRoleWithWebIdentity", lanes: Sequence[str] = LANES
 ) -> Figure:
     """One sequence diagram; size depends only on the number of lanes and steps."""
-    ncols = len(_lanes_used(steps, lanes))
+    cols = _lanes_used(steps, lanes)
     fig = Figure(
-        figsize=(max(6.0, 1.5 * ncols + 1.5), 1.4 + 0.42 * len(steps)),
-        dpi=100,
+        figsize=(_width_in(len(cols)), _height_in(len(steps))),
+        dpi=FIGURE_DPI,
         layout="constrained",
     )
-    _draw(fig.add_subplot(), steps, title, _lanes_used(steps, lanes))
+    _draw(fig.add_subplot(), steps, title, cols)
     return fig
 
 
-def side_by_side_figure(
+def stacked_figure(
     ok_steps: Sequence[Step],
     failed_steps: Sequence[Step],
     *,
     titles: tuple[str, str] = ("works", "fails"),
     lanes: Sequence[str] = LANES,
 ) -> Figure:
-    """The working exchange next to the broken one, on the same lanes."""
+    """The working exchange above the broken one, each the full width, on the same lanes."""
     n = max(len(ok_steps), len(failed_steps))
-    ncols = len(_lanes_used([*ok_steps, *failed_steps], lanes))
+    cols = _lanes_used([*ok_steps, *failed_steps], lanes)
     fig = Figure(
-        figsize=(2 * max(5.0, 1.05 * ncols + 1.0), 1.4 + 0.42 * n), dpi=100, layout="constrained"
+        figsize=(_width_in(len(cols)), 2 * _height_in(n)), dpi=FIGURE_DPI, layout="constrained"
     )
-    left, right = fig.subplots(1, 2)
-    used = _lanes_used([*ok_steps, *failed_steps], lanes)
-    _draw(left, ok_steps, titles[0], used, n)
-    _draw(right, failed_steps, titles[1], used, n)
+    top, below = fig.subplots(2, 1)
+    _draw(top, ok_steps, titles[0], cols, n)
+    _draw(below, failed_steps, titles[1], cols, n)
     return fig
+
+
+# The name notebooks used when the two were drawn next to each other.
+side_by_side_figure = stacked_figure
 
 
 def _mermaid_text(text: str) -> str:
@@ -297,7 +378,7 @@ def mermaid(steps: Sequence[Step], *, lanes: Sequence[str] = LANES, fenced: bool
         a = _MERMAID_IDS.get(step.source, step.source)
         b = _MERMAID_IDS.get(step.target, step.target)
         arrow = ("--" if step.reply else "-") + (">>" if step.ok else "x")
-        label = step.label if step.ok else f"{step.label} FAILED: {step.outcome}"
+        label = step.text if step.ok else f"{step.text} FAILED: {step.outcome}"
         lines.append(f"    {a}{arrow}{b}: {_mermaid_text(label)}")
     body = "\n".join(lines)
     return f"```mermaid\n{body}\n```" if fenced else body
@@ -309,7 +390,7 @@ def describe_steps(steps: Sequence[Step]) -> str:
     for i, s in enumerate(steps, 1):
         mark = "+" if s.ok else "-"
         result = "ok" if s.ok else f"FAILED: {s.outcome}"
-        out.append(f"{mark} {i:>2}. {s.source} -> {s.target}: {s.label} ({result})")
+        out.append(f"{mark} {i:>2}. {s.source} -> {s.target}: {s.text} ({result})")
     return "\n".join(out)
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "human_duration",
     "mask_secret",
     "relative_time",
+    "side_by_side",
     "status_word",
     "text_table",
     "utc_text",
@@ -47,6 +48,11 @@ STYLE_TABLE = (
 STYLE_CELL = (
     "border:1px solid rgba(128,128,128,0.35);padding:2px 6px;text-align:left;vertical-align:top;"
 )
+# A table that fits the output cell: as wide as the cell and never wider (fixed layout,
+# so the column widths come from the table's own width, not from its longest cell).
+STYLE_FIT = "width:100%;max-width:100%;table-layout:fixed;box-sizing:border-box;"
+# Long tokens (ARNs, condition keys, JWTs) break anywhere rather than widen the cell.
+STYLE_WRAP = "overflow-wrap:anywhere;word-break:break-word;white-space:pre-wrap;"
 
 
 def escape(value: object) -> str:
@@ -134,23 +140,64 @@ def html_table(
     *,
     caption: str | None = None,
     row_styles: Sequence[str] | None = None,
+    widths: Sequence[str] | None = None,
 ) -> str:
-    """An HTML table; every cell is escaped. ``row_styles`` gives an inline style per row."""
-    out = [f'<table style="{STYLE_TABLE}">']
+    """An HTML table that fits its cell; every cell is escaped.
+
+    ``row_styles`` gives an inline style per row, ``widths`` a CSS width per column
+    (``"20%"``; without it the columns share the width equally). The table is as wide
+    as its container with a fixed layout, and long words break inside their cell, so
+    no column is pushed past the right edge of a notebook cell. A line break in a cell
+    value is kept.
+    """
+    if widths is not None and len(widths) != len(headers):
+        raise ValueError("widths must give one width per column")
+    out = [f'<table style="{STYLE_TABLE}{STYLE_FIT}">']
     if caption:
         out.append(
             f'<caption style="text-align:left;font-weight:bold;">{escape(caption)}</caption>'
         )
+    if widths is not None:
+        out.append("<colgroup>")
+        out.extend(f'<col style="width:{escape(w)};">' for w in widths)
+        out.append("</colgroup>")
     out.append("<thead><tr>")
-    out.extend(f'<th style="{STYLE_CELL}">{escape(h)}</th>' for h in headers)
+    out.extend(f'<th style="{STYLE_CELL}{STYLE_WRAP}">{escape(h)}</th>' for h in headers)
     out.append("</tr></thead><tbody>")
     for i, row in enumerate(rows):
         style = row_styles[i] if row_styles is not None and i < len(row_styles) else ""
         out.append(f'<tr style="{style}">' if style else "<tr>")
-        out.extend(f'<td style="{STYLE_CELL}">{escape(_cell_text(c))}</td>' for c in row)
+        out.extend(
+            f'<td style="{STYLE_CELL}{STYLE_WRAP}">{escape(_cell_text(c))}</td>' for c in row
+        )
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def side_by_side(left: str, right: str, *, titles: Sequence[str] | None = None) -> str:
+    """Two HTML fragments in two real columns, each half the cell wide.
+
+    A two-column table with a fixed layout: each half wraps its own content, so two
+    verdict tables read side by side without pushing the cell wider.
+    """
+    head = ""
+    if titles is not None:
+        if len(titles) != 2:
+            raise ValueError("side_by_side takes two titles")
+        head = (
+            "<thead><tr>"
+            + "".join(f'<th style="text-align:left;{STYLE_WRAP}">{escape(t)}</th>' for t in titles)
+            + "</tr></thead>"
+        )
+    cell = f"vertical-align:top;padding:0 4px;{STYLE_WRAP}white-space:normal;"
+    return (
+        f'<table style="border-collapse:collapse;{STYLE_FIT}">'
+        '<colgroup><col style="width:50%;"><col style="width:50%;"></colgroup>'
+        f"{head}<tbody><tr>"
+        f'<td style="{cell}">{left}</td><td style="{cell}">{right}</td>'
+        "</tr></tbody></table>"
+    )
 
 
 def go_tabwriter(text: str, *, minwidth: int = 0, padding: int = 2) -> str:

@@ -22,6 +22,7 @@ import ipywidgets as widgets
 from matplotlib.figure import Figure
 
 from ..constants import KUBELET_REFRESH_FRACTION, KUBELET_REFRESH_MAX_AGE_S
+from .static import StaticFallback
 from .text import escape, human_duration, utc_text
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "figure_png",
     "kubelet_renewal_time",
     "lifetime_figure",
+    "now_readout",
     "timeline_facts",
     "token_state",
 ]
@@ -268,12 +270,30 @@ def _figure(times: Lifetimes, now: float | None, title: str) -> Figure:
             va="bottom",
             gid="now-label",
         )
+        # The credentials panel spans one session: a "now" outside it is marked at
+        # the edge it lies beyond, with how far.
         rel = now - sts_issued
         if 0 <= rel <= dur * 1.25:
             bottom.axvline(rel / m, color="purple", linewidth=2, gid="now-line-session")
-            bottom.text(rel / m, -1.35, " now", color="purple", fontsize=9, va="bottom")
-    top.legend(loc="upper left", fontsize=7, frameon=False)
-    bottom.legend(loc="upper left", fontsize=7, frameon=False, ncols=3)
+            now_text, now_x, now_ha = " now", rel / m, "left"
+        elif rel < 0:
+            now_text = f"\u2190 now: {human_duration(-rel)} before STS issued them"
+            now_x, now_ha = 0.0, "left"
+        else:
+            now_text = f"now: {human_duration(rel - dur)} after they expired \u2192"
+            now_x, now_ha = dur / m * 1.25, "right"
+        bottom.text(
+            now_x,
+            -1.35,
+            now_text,
+            color="purple",
+            fontsize=9,
+            ha=now_ha,
+            va="bottom",
+            gid="now-label-session",
+        )
+    top.legend(loc="upper left", fontsize=8, frameon=False)
+    bottom.legend(loc="upper left", fontsize=8, frameon=False, ncols=3)
     return fig
 
 
@@ -295,18 +315,30 @@ def alt_text(facts: dict[str, Any]) -> str:
     return " ".join(lines)
 
 
-def figure_png(fig: Figure, dpi: int = 80) -> bytes:
+# The widget shows the PNG at its own size (900 px for FIGSIZE), so a point of font is
+# PNG_DPI/72 pixels: at 100 dpi the smallest text (8 pt) is 11 px, readable on a projector.
+PNG_DPI = 100
+
+
+def figure_png(fig: Figure, dpi: int = PNG_DPI) -> bytes:
     """PNG bytes of a figure, without the version metadata (stable across runs)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
 
 
-class TimelineWidget(widgets.VBox):
-    """The lifetime figure with a "now" slider (seconds since ``iat``) and a caption.
+def now_readout(after_iat_s: float) -> str:
+    """The slider's position in words: ``2 h 30 min after iat``."""
+    return f"{human_duration(after_iat_s)} after iat"
 
-    Moving the slider redraws the figure into an ``Image`` and rewrites the caption;
-    :meth:`state` gives the same facts for a plain notebook cell.
+
+class TimelineWidget(StaticFallback, widgets.VBox):
+    """The lifetime figure with a "now" slider and a caption.
+
+    The slider counts seconds since ``iat``; beside it a readout says where it is in
+    hours and minutes (``19 h 12 min after iat``). Moving it redraws the figure into an
+    ``Image`` and rewrites the caption; :meth:`state` gives the same facts for a plain
+    notebook cell, and the stored output reads as text before the cell runs.
     """
 
     def __init__(
@@ -328,16 +360,40 @@ class TimelineWidget(widgets.VBox):
             min=0,
             max=end,
             step=step_s,
-            description="now (s after iat)",
+            description="now",
+            readout=False,  # raw seconds; the readout beside it says hours and minutes
             continuous_update=False,
-            layout=widgets.Layout(width="100%"),
+            layout=widgets.Layout(flex="1 1 auto", width="auto"),
             style={"description_width": "initial"},
         )
+        self.readout = widgets.Label(layout=widgets.Layout(width="12em"))
         self.image = widgets.Image(format="png")
         self.caption = widgets.HTML()
         self.slider.observe(lambda _c: self._render(), names="value")
-        super().__init__(children=[self.slider, self.image, self.caption])
+        controls = widgets.HBox(
+            [self.slider, self.readout], layout=widgets.Layout(width="100%", align_items="center")
+        )
+        super().__init__(children=[controls, self.image, self.caption])
         self._render()
+
+    def static_title(self) -> str:
+        return "Token and credential lifetimes (timeline)"
+
+    def static_lines(self) -> list[str]:
+        f = self.facts()
+        ttl = f["token_ttl_s"]
+        pct = round(100 * f["renew_after_s"] / ttl) if ttl else 0
+        return [
+            f"projected token: lives {human_duration(ttl)}, from "
+            f"{utc_text(self.token_iat)} to {utc_text(self.token_exp)}",
+            f"kubelet renewal: at {pct} % of its lifetime, "
+            f"{human_duration(f['renew_after_s'])} after iat",
+            f"STS credentials: expire {human_duration(f['sts_duration_s'])} after issue; the "
+            f"SDK refreshes them from {human_duration(self.lifetimes.advisory_s)} before "
+            f"(advisory) and {human_duration(self.lifetimes.mandatory_s)} before (mandatory)",
+            f"now: {now_readout(f['now_after_iat_s'])}: token {f['token_state']}, "
+            f"credentials {f['credential_state']}",
+        ]
 
     @property
     def now(self) -> float:
@@ -360,6 +416,7 @@ class TimelineWidget(widgets.VBox):
 
     def _render(self) -> None:
         f = self.facts()
+        self.readout.value = now_readout(f["now_after_iat_s"])
         if self.render_images:
             fig = self.lifetimes.figure(self.now)
             self.image.value = figure_png(fig)

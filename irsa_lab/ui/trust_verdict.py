@@ -47,6 +47,7 @@ from .text import (
     OK,
     STYLE_FAIL,
     STYLE_OK,
+    STYLE_WRAP,
     as_list,
     escape,
     html_table,
@@ -114,32 +115,71 @@ class Verdict:
                 lines.append(f"{'':<10} why:      {r.note}")
         return "\n".join(lines)
 
-    def html(self) -> str:
+    def html(self, *, compact: bool = False) -> str:
+        """The headline, a table of every check, and the explanation folded away.
+
+        The table fits its cell: the full form has one column per fact (result, key,
+        operator, expected, actual, why) with fixed shares of the width; the
+        ``compact`` form, for half a cell, has two (the check, then expected, actual
+        and why one under the other).
+        """
         banner_style = STYLE_OK if self.allowed else STYLE_FAIL
-        rows = [
-            (
-                status_word(r.passed),
-                r.key,
-                r.operator,
-                r.expected,
-                "(absent from the request)" if r.actual is None else r.actual,
-                r.note,
-            )
-            for r in self.rows
-        ]
         styles = [STYLE_OK if r.passed else STYLE_FAIL for r in self.rows]
-        return (
-            f'<div style="{banner_style}padding:4px 8px;font-weight:bold;">'
-            f"{escape(self.headline)}</div>"
-            + html_table(
-                ("result", "key", "operator", "expected", "actual", "why"),
-                rows,
-                caption=f"Checks ({self.source})",
+        caption = f"Checks ({self.source})"
+        if compact:
+            table = html_table(
+                ("check", "expected / actual / why"),
+                [(_check_text(r), _facts_text(r)) for r in self.rows],
+                caption=caption,
                 row_styles=styles,
+                widths=COMPACT_WIDTHS,
             )
-            + f'<details><summary>explanation</summary><pre style="white-space:pre-wrap;">'
+        else:
+            table = html_table(
+                ("result", "key", "operator", "expected", "actual", "why"),
+                [
+                    (
+                        status_word(r.passed),
+                        r.key,
+                        r.operator,
+                        r.expected,
+                        _actual_text(r),
+                        r.note,
+                    )
+                    for r in self.rows
+                ],
+                caption=caption,
+                row_styles=styles,
+                widths=TABLE_WIDTHS,
+            )
+        return (
+            f'<div style="{banner_style}padding:4px 8px;font-weight:bold;{STYLE_WRAP}">'
+            f"{escape(self.headline)}</div>"
+            + table
+            + f'<details><summary>explanation</summary><pre style="{STYLE_WRAP}">'
             f"{escape(self.explanation)}</pre></details>"
         )
+
+
+# Shares of the cell's width: the long values (ARNs, condition keys, reasons) get most.
+TABLE_WIDTHS = ("8%", "19%", "12%", "19%", "18%", "24%")
+COMPACT_WIDTHS = ("38%", "62%")
+
+
+def _actual_text(r: ConditionRow) -> str:
+    if r.actual is None:
+        return "(absent from the request)"
+    return ", ".join(r.actual) or "(none)"
+
+
+def _check_text(r: ConditionRow) -> str:
+    return f"{status_word(r.passed)}\n{r.key}\n[{r.operator}]"
+
+
+def _facts_text(r: ConditionRow) -> str:
+    return (
+        f"expected: {', '.join(r.expected) or '(none)'}\nactual: {_actual_text(r)}\nwhy: {r.note}"
+    )
 
 
 def provider_arn(role_arn: str, host_path: str) -> str:

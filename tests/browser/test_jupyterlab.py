@@ -124,6 +124,40 @@ _ERRORS = """() => {
 }"""
 
 
+# Every widget output and every HTML table the lessons draw, measured after Run All: an
+# element wider than its output area (its right edge past the area's, or a scrollable box
+# whose content is wider than the box) is horizontal overflow, which hides columns.
+_OVERFLOW = """() => {
+  const outputs = Array.from(document.querySelectorAll('.jp-OutputArea-output'))
+    .filter(o => o.querySelector('.jupyter-widgets, table') !== null);
+  const found = [];
+  const name = e => e.tagName.toLowerCase() + (e.className && e.className.baseVal === undefined
+      ? '.' + String(e.className).trim().split(/\\s+/).slice(0, 2).join('.') : '');
+  outputs.forEach(o => {
+    const box = o.getBoundingClientRect();
+    if (box.width === 0) { return; }
+    const cell = o.closest('.jp-Cell');
+    const at = cell ? Array.from(cell.parentElement.children).indexOf(cell) : -1;
+    o.querySelectorAll('*').forEach(e => {
+      const r = e.getBoundingClientRect();
+      if (r.width === 0 || r.height === 0) { return; }
+      const style = getComputedStyle(e);
+      const scrolls = ['auto', 'scroll'].includes(style.overflowX);
+      if (r.right > box.right + 1) {
+        found.push(`cell ${at}: ${name(e)} ends ${Math.round(r.right - box.right)} px past`
+            + ` its ${Math.round(box.width)} px output area`);
+      } else if (scrolls && e.scrollWidth > e.clientWidth + 1) {
+        found.push(`cell ${at}: ${name(e)} scrolls: ${e.scrollWidth} px of content in`
+            + ` ${e.clientWidth} px`);
+      }
+    });
+  });
+  return found;
+}"""
+
+VIEWPORT = {"width": 1280, "height": 2400}  # a workshop laptop or projector
+
+
 @dataclass
 class OpenNotebook:
     page: Any
@@ -179,6 +213,13 @@ def assert_ran_clean(nb: OpenNotebook) -> None:
     assert broken.count() == 0, f"{nb.path}: 'Error displaying widget' is shown"
 
 
+def assert_fits_the_cell(nb: OpenNotebook) -> None:
+    """No widget output or table is wider than its output area at the test's viewport."""
+    wide = nb.page.evaluate(_OVERFLOW)
+    where = f"{nb.path}: horizontal overflow at {VIEWPORT['width']} px"
+    assert not wide, f"{where}: " + "; ".join(wide[:8])
+
+
 def assert_stage_widgets(nb: OpenNotebook) -> None:
     stage = stage_of(nb.path)
     if stage is None:
@@ -205,7 +246,7 @@ def assert_stage_widgets(nb: OpenNotebook) -> None:
 
 @pytest.fixture
 def page(browser: Any, jupyter_lab: str) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1800, "height": 2600})
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)
     try:
@@ -250,6 +291,7 @@ def test_notebook_runs_in_jupyterlab_without_errors_and_shows_its_widgets(
 ) -> None:
     nb = ran(page, jupyter_lab, path)
     assert_stage_widgets(nb)
+    assert_fits_the_cell(nb)
 
 
 def test_changing_the_namespace_in_the_playground_changes_the_verdict(
@@ -280,6 +322,7 @@ def test_changing_the_namespace_in_the_playground_changes_the_verdict(
     assert ":sub" in failed_row.inner_text()
     assert "system:serviceaccount:kube-system:" in failed_row.inner_text()
     assert "ALLOWED" not in verdict.inner_text()
+    assert_fits_the_cell(nb)
     shoot(nb, ".widget-label:text-is('trust policy')", screenshots / "03-playground-denied.png")
 
 
@@ -340,6 +383,7 @@ def test_ticking_the_skip_label_in_the_mutation_explorer_changes_the_diff(
         timeout=UI_TIMEOUT_MS,
     )
     assert explorer.locator(".irsa-diff").first.inner_text() != before
+    assert_fits_the_cell(nb)
     shoot(nb, _EXPLORER, screenshots / "01-mutation-explorer.png")
 
 
