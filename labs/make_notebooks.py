@@ -36,6 +36,23 @@ def code(text: str, tag: str) -> nbformat.NotebookNode:
 
 def notebook(ex: Exercise) -> nbformat.NotebookNode:
     where = f"{ex.namespace}/{ex.pod}" if ex.namespace != "default" else ex.pod
+    on_node = "IMDS" in ex.stage  # the node's EC2 instance is part of the puzzle
+    clients = (
+        '(`lab.aws_client("iam")`, `lab.aws_client("ec2")`, what the `aws` CLI does) for '
+        "IAM and the node's EC2 instance"
+        if on_node
+        else '(`lab.aws_client("iam")`, what the `aws` CLI does) for IAM'
+    )
+    ec2_look = (
+        '\n- the node instance and its metadata options: `lab.aws_client("ec2").describe_instances()`'
+        if on_node
+        else ""
+    )
+    ec2_fix = (
+        '\n# EC2 client (lab.aws_client("ec2").modify_instance_metadata_options, ...).'
+        if on_node
+        else ""
+    )
     cells = [
         md(
             f"""
@@ -49,7 +66,7 @@ def notebook(ex: Exercise) -> nbformat.NotebookNode:
 
 Fix it the way you would on a real cluster and account: the official `kubernetes`
 client (`lab.core`, what `kubectl` does) for the cluster, and boto3
-(`lab.aws_client("iam")`, what the `aws` CLI does) for IAM.
+{clients}.
 """,
             "story",
         ),
@@ -76,22 +93,24 @@ The same as `kubectl exec {where} -- aws sts get-caller-identity`:
             f"""
 ## Look around
 
-Some places to start (add cells as you like):
+Some places to start (add cells as you like). `lab.get_…` return what the API server
+sends, as a dict (`kubectl get … -o json`); `lab.core.read_namespaced_…` give the
+same objects as the `kubernetes` client's classes.
 
 - the pod as stored: `lab.get_pod("{ex.pod}", "{ex.namespace}")`
 - its ServiceAccount: `lab.get_service_account("s3-readonly-sa", "{ex.namespace}")`
 - the role's trust policy: `lab.aws_client("iam").get_role(RoleName="AmazonEKSPodS3ReadOnlyAccessRole")["Role"]["AssumeRolePolicyDocument"]`
 - the OIDC providers: `lab.aws_client("iam").list_open_id_connect_providers()`
-- the token in the pod: `lab.read_token("{ex.pod}", "{ex.namespace}")` (decode it with `irsa_lab.ui.decoder`)
+- the token in the pod: `lab.read_token("{ex.pod}", "{ex.namespace}")` (decode it with `irsa_lab.ui.decoder`){ec2_look}
 """,
             "explore",
         ),
         md("## Your fix", "fix"),
         code(
-            """
+            f"""
 # Your fix here: the kubernetes client (lab.core.patch_namespaced_service_account,
 # lab.core.delete_namespaced_pod, lab.core.create_namespaced_pod, ...) and boto3's IAM
-# client (lab.aws_client("iam").update_assume_role_policy, ...).
+# client (lab.aws_client("iam").update_assume_role_policy, ...).{ec2_fix}
 """,
             "fix",
         ),
@@ -99,7 +118,9 @@ Some places to start (add cells as you like):
         code("ex.check()", "check"),
         md(
             "## Hints\n\nThree levels: a nudge, the concept (with the notebook section to "
-            "reread), then the solution in words. Open them one at a time.",
+            "reread), then the solution in words. Open them one at a time, here or with "
+            "`ex.hint(1)`, `ex.hint(2)`, `ex.hint(3)` (those print the hint and note the "
+            "level in your progress).",
             "hints",
         ),
         code("ex.hints()", "hints"),
@@ -118,7 +139,7 @@ again; `labs.progress()` shows all labs (kept across kernel restarts).
 # labs.show_solution("{ex.id}")
 # labs.apply_solution("{ex.id}")
 # ex.reset()
-labs.progress()
+labs.progress()  # the guided notebooks and every lab
 """,
             "solution",
         ),

@@ -107,7 +107,9 @@ def wrong_08_add_the_token_file_variable_by_hand(the_lab: Lab) -> None:
 def wrong_09_lower_the_hop_limit_but_keep_imdsv1(the_lab: Lab) -> None:
     _annotate(the_lab, {C.ROLE_ARN_ANNOTATION: C.ROLE_ARN})
     _recreate(the_lab, catalog.pod_manifest())
-    labs.modify_instance_metadata_options(the_lab, http_put_response_hop_limit=1)
+    the_lab.aws_client("ec2").modify_instance_metadata_options(
+        InstanceId=C.NODE_INSTANCE_ID, HttpPutResponseHopLimit=1
+    )
 
 
 def wrong_03b_too_broad_trust(the_lab: Lab) -> None:
@@ -121,11 +123,7 @@ def wrong_03b_too_broad_trust(the_lab: Lab) -> None:
 
 # exercise id -> (hint when broken, wrong fix, hint after the wrong fix)
 CASES: dict[str, tuple[str, Callable[[Lab], None], str]] = {
-    "01": (
-        "pod-predates-annotation",
-        wrong_01_annotate_again_without_recreating,
-        "pod-predates-annotation",
-    ),
+    "01": ("node-role", wrong_01_annotate_again_without_recreating, "node-role"),
     "02": ("skip-label", wrong_02_set_the_skip_label_to_false, "skip-label"),
     "03": (
         "sa-without-role",
@@ -145,7 +143,7 @@ CASES: dict[str, tuple[str, Callable[[Lab], None], str]] = {
     ),
     "07": ("access-denied", wrong_07_string_like_on_the_wrong_key, "access-denied"),
     "08": ("no-token-mount", wrong_08_add_the_token_file_variable_by_hand, "no-token-mount"),
-    "09": ("sa-without-role", wrong_09_lower_the_hop_limit_but_keep_imdsv1, "imds-reachable"),
+    "09": ("node-role", wrong_09_lower_the_hop_limit_but_keep_imdsv1, "imds-reachable"),
 }
 
 
@@ -180,6 +178,72 @@ def test_broken_then_wrong_fix_then_reset_then_solution(
     assert out.count("not solved yet") == 3 and f"✔ lab {exercise_id} solved" in out
     entry = labs.Progress.load().entries[exercise_id]
     assert entry.solved and entry.checks == 4 and entry.solution_applied
+
+
+# What the first check of a fresh exercise may not say: the fix, in any of its words.
+FIX_WORDS = {
+    "01": (C.ROLE_ARN_ANNOTATION, "role-arn", "annotat", "recreate", "delete", "created"),
+    "09": (
+        "HttpTokens",
+        "HttpPutResponseHopLimit",
+        "hop limit",
+        "hop_limit",
+        "metadata option",
+        "MetadataOptions",
+        "IMDSv",
+        "http_tokens",
+        "role-arn",
+        "annotat",
+    ),
+}
+
+
+@pytest.mark.parametrize("exercise_id", sorted(FIX_WORDS))
+def test_the_first_check_says_what_the_learner_observes_not_the_fix(
+    the_lab: Lab, exercise_id: str
+) -> None:
+    labs.start(exercise_id, the_lab)
+    first = labs.check(exercise_id, the_lab, quiet=True)
+    assert not first.passed and not first.error, first.message
+    shown = str(first)
+    for word in FIX_WORDS[exercise_id]:
+        assert word.lower() not in shown.lower(), f"{word!r} gives the fix away: {shown}"
+    # The symptom, in the words `aws sts get-caller-identity` gives: the node's role.
+    assert f"runs as the role {C.NODE_ROLE_NAME}" in first.message
+    if exercise_id == "09":
+        assert catalog.BATCH_POD in first.message
+
+
+def test_lab_05_passes_once_the_right_audience_is_added_as_hint_3_says(the_lab: Lab) -> None:
+    labs.start("05", the_lab)
+    the_lab.aws_client("iam").add_client_id_to_open_id_connect_provider(
+        OpenIDConnectProviderArn=provider_arn(the_lab), ClientID=C.DEFAULT_AUDIENCE
+    )
+    listed = the_lab.aws_client("iam").get_open_id_connect_provider(
+        OpenIDConnectProviderArn=provider_arn(the_lab)
+    )["ClientIDList"]
+    assert catalog.WRONG_AUDIENCE in listed  # the misspelt one is still there
+    assert labs.check("05", the_lab, quiet=True).passed
+    hint3 = labs.get("05").hints[2]
+    assert "optional" in hint3 and "add_client_id_to_open_id_connect_provider" in hint3
+
+
+def test_lab_09_is_solved_with_the_ec2_api_and_the_tool_is_named_before_hint_3(
+    the_lab: Lab,
+) -> None:
+    ex = labs.get("09")
+    assert 'aws_client("ec2")' in ex.hints[0] and "modify_instance_metadata_options" in ex.hints[1]
+    labs.start("09", the_lab)
+    _annotate(the_lab, {C.ROLE_ARN_ANNOTATION: C.ROLE_ARN})
+    _recreate(the_lab, catalog.pod_manifest())
+    ec2 = the_lab.aws_client("ec2")
+    [node] = ec2.describe_instances()["Reservations"][0]["Instances"]
+    ec2.modify_instance_metadata_options(
+        InstanceId=node["InstanceId"], HttpTokens="required", HttpPutResponseHopLimit=1
+    )
+    result = labs.check("09", the_lab, quiet=True)
+    assert result.passed, result.message
+    assert f"{catalog.BATCH_POD} (no role) finds no credentials at all" in result.message
 
 
 def test_a_too_broad_trust_policy_does_not_pass_even_though_the_pod_gets_the_role(
@@ -265,3 +329,29 @@ def test_the_hint_follows_the_sts_failure_class(
     with pytest.raises(NotSolved) as exc:
         catalog._runs_as_role(None)  # type: ignore[arg-type]
     assert exc.value.hint == hint
+
+
+def test_the_lab_get_readers_all_return_what_the_api_server_sent_as_plain_dicts(
+    the_lab: Lab,
+) -> None:
+    """One convention for ``lab.get_…``: the API server's JSON, the same object that
+    ``lab.core`` returns as the kubernetes client's classes."""
+    labs.reset("01", the_lab)
+    sanitize = the_lab.api_client.sanitize_for_serialization
+    pairs = [
+        (
+            the_lab.get_service_account(C.SERVICE_ACCOUNT),
+            the_lab.core.read_namespaced_service_account(C.SERVICE_ACCOUNT, C.NAMESPACE),
+        ),
+        (
+            the_lab.get_pod(C.POD_NAME),
+            the_lab.core.read_namespaced_pod(C.POD_NAME, C.NAMESPACE),
+        ),
+    ]
+    for as_dict, as_object in pairs:
+        assert type(as_dict) is dict
+        assert as_dict["metadata"]["uid"] == as_object.metadata.uid
+        assert as_dict["metadata"].get("annotations") == sanitize(as_object)["metadata"].get(
+            "annotations"
+        )
+    assert type(the_lab.get_webhook_configuration()) is dict

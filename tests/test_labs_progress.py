@@ -181,3 +181,71 @@ def test_a_not_solved_check_names_its_hint_and_is_recorded(
     assert not result.passed and result.hint == "access-denied"
     assert "not solved yet [access-denied]: STS said no" in capsys.readouterr().out
     assert Progress.load().entries["04"].last_hint == "access-denied"
+
+
+def test_the_hints_column_shows_the_highest_hint_level_opened_not_a_check_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Progress.load().record_check("01", False, "node-role")
+    labs.hint("01", 2)
+    labs.hint("01", 1)  # going back to an easier hint does not lower the level
+    capsys.readouterr()
+    labs.progress()
+    out = capsys.readouterr().out.partition("\nLabs\n")[2]
+    header = next(line for line in out.splitlines() if line.startswith("lab "))
+    assert header.split()[-4:] == ["checks", "hints", "last", "check"]
+    row = next(line for line in out.splitlines() if line.startswith("01 "))
+    assert re.search(r"in progress\s+1\s+2 of 3\s+node-role$", row), row
+    untouched = next(line for line in out.splitlines() if line.startswith("02 "))
+    assert re.search(r"not started\s+0\s+-\s+-$", untouched), untouched
+    assert Progress.load().entries["01"].hint_level == 2
+
+
+def test_opening_a_hint_alone_counts_as_in_progress_and_the_solution_is_noted() -> None:
+    labs.hint("05", 3)
+    labs.show_solution("05")
+    entry = Progress.load().entries["05"]
+    assert entry.status == "in progress"
+    assert entry.hints_shown == "3 of 3, solution seen"
+
+
+def test_the_overview_lists_the_guided_notebooks_as_they_record_themselves(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    labs.notebook_started("01")
+    labs.notebook_finished("01-pod-mutation")
+    labs.notebook_started(2)
+    assert capsys.readouterr().out == (
+        "Notebook 01 done: labs.progress() shows every notebook and lab.\n"
+    )
+    labs.progress()
+    out = capsys.readouterr().out
+    guided, _, lab_part = out.partition("\nLabs\n")
+    assert guided.startswith("Guided notebooks\n")
+    rows = {line.split()[0]: line for line in guided.splitlines()[3:] if line[:2].isdigit()}
+    assert sorted(rows) == ["00", "01", "02", "03", "04", "05"]
+    assert rows["01"].endswith("finished") and rows["02"].endswith("started")
+    assert rows["00"].endswith("not started")
+    assert "1 of 6 finished" in guided
+    assert f"0 of {len(labs.EXERCISES)} solved" in lab_part
+    saved = json.loads(progress_path().read_text())
+    assert saved["notebooks"]["01"] == {"started": True, "finished": True}
+    with pytest.raises(KeyError, match="they are: 00, 01"):
+        labs.notebook_finished("07")
+
+
+def test_lab_05s_concept_hint_sends_the_learner_to_the_section_about_client_ids() -> None:
+    import nbformat
+
+    found = re.search(r"notebooks/(\S+\.ipynb), section \u201c(.+?)\u201d", labs.get("05").hints[1])
+    assert found, labs.get("05").hints[1]
+    nb = nbformat.read(LABS.parent / "notebooks" / found[1], as_version=4)
+    section: list[str] = []
+    inside = False
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("## "):
+            inside = cell.source.splitlines()[0][3:].strip() == found[2]
+        if inside:
+            section.append(cell.source)
+    text = "\n".join(section)
+    assert "client ID" in text and "InvalidIdentityToken" in text, found[2]

@@ -75,6 +75,11 @@ class ImdsSettings:
     ``http_tokens``: ``"optional"`` (IMDSv1 allowed) or ``"required"`` (IMDSv2 only).
     ``hop_limit``: the IP TTL of token responses (EC2 default 1, EKS managed node
     groups launch with 2); a caller needs ``1 + extra hops`` to receive one.
+    ``http_endpoint``: ``"disabled"`` turns the IMDS off: every request gets 403
+    Forbidden, as EC2 answers then.
+
+    The EC2 stand-in's ``ModifyInstanceMetadataOptions`` (:mod:`.ec2`) and the lab's
+    control change this object, and the IMDS reads it on every request: one truth.
 
     One object per instance, shared by its node and pod views, so it also holds the
     instance's IMDSv2 session tokens (token -> expiry on the lab clock): a token
@@ -84,6 +89,7 @@ class ImdsSettings:
 
     http_tokens: Literal["optional", "required"] = "optional"
     hop_limit: int = 2
+    http_endpoint: Literal["enabled", "disabled"] = "enabled"
     tokens: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -177,7 +183,18 @@ def make_app(
     def unauthorized() -> web.Response:
         return web.Response(status=401, text="", content_type="text/plain")
 
+    def turned_off(call: str) -> web.Response | None:
+        """403 Forbidden for every request while the instance's HttpEndpoint is disabled."""
+        if settings.http_endpoint != "disabled":
+            return None
+        why = "the instance's metadata options say HttpEndpoint=disabled"
+        trace.record(caller, "imds", call, "Forbidden", position=position, why=why)
+        return text("", 403)
+
     async def put_token(request: web.Request) -> web.StreamResponse:
+        off = turned_off("PUT /latest/api/token")
+        if off is not None:
+            return off
         raw = request.headers.get(IMDS_TOKEN_TTL_HEADER, "")
         if "X-Forwarded-For" in request.headers:
             # IMDS refuses token requests that went through a proxy.
@@ -244,6 +261,9 @@ def make_app(
     async def get(request: web.Request) -> web.Response:
         path = request.path
         call = f"GET {path}"
+        off = turned_off(call)
+        if off is not None:
+            return off
         why = refusal(request)
         if why is not None:
             trace.record(caller, "imds", call, "Unauthorized", position=position, why=why)

@@ -8,10 +8,15 @@ In a lab notebook::
     ...                     # the learner's fix, with the kubernetes client and boto3
     ex.check()              # ✔ solved, or ✘ not solved yet [hint name]: why
     ex.hints()              # three folded hints: a nudge, the concept, the solution
-    labs.progress()         # the table of all labs, kept in <state dir>/progress.json
+    ex.hint(2)              # prints one hint; the progress table notes the highest opened
+    labs.progress()         # the tables of the guided notebooks and all labs, kept in
+                            # <state dir>/progress.json
 
 ``labs.show_solution("01")`` prints the hidden solution (``labs/solutions/``),
 ``labs.apply_solution("01")`` runs it; ``labs.reset("01")`` rebuilds the broken state.
+
+A guided notebook records itself: ``labs.notebook_started("02")`` near its top,
+``labs.notebook_finished("02")`` in its last cell.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from .runner import (
     check,
     get,
     hint,
+    notebook_finished,
+    notebook_started,
     progress,
     reset,
     show_solution,
@@ -47,6 +54,8 @@ __all__ = [
     "get",
     "hint",
     "modify_instance_metadata_options",
+    "notebook_finished",
+    "notebook_started",
     "progress",
     "progress_path",
     "reset",

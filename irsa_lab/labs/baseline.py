@@ -1,8 +1,8 @@
 """Putting the lab back to the article's default scenario, so an exercise can break it anew.
 
 Everything is restored through the same clients a learner uses (the ``kubernetes``
-client and boto3's IAM client), plus the two knobs that have no AWS API in the lab:
-the node's metadata options and the webhook being up.
+client, boto3's IAM client, and EC2's for the node's metadata options), plus the one
+knob that has no API in the lab: the webhook being up.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import constants as C
 from ..aws.arns import irsa_trust_policy
+from .probes import ec2 as ec2_client
 from .probes import iam as iam_client
 from .probes import modify_instance_metadata_options, provider_arn
 
@@ -25,11 +26,24 @@ LAB_NAMESPACES = (C.NAMESPACE, "analytics")
 
 def restore_default(lab: Lab) -> None:
     """Undo whatever an exercise (or a learner) changed in the default scenario."""
-    modify_instance_metadata_options(lab, http_tokens="optional", http_put_response_hop_limit=2)
+    _restore_node(lab)
     lab.control.start_webhook()
     _restore_kubernetes(lab)
     _restore_iam(lab)
     lab.control.forget_issuer_keys()
+
+
+def _restore_node(lab: Lab) -> None:
+    """The node's metadata options as the lab starts: IMDSv1 allowed, hop limit 2, on."""
+    if not lab.endpoints.get("ec2"):  # a lab started before it had EC2
+        modify_instance_metadata_options(lab, http_tokens="optional", http_put_response_hop_limit=2)
+        return
+    ec2_client(lab).modify_instance_metadata_options(
+        InstanceId=C.NODE_INSTANCE_ID,
+        HttpTokens="optional",
+        HttpPutResponseHopLimit=2,
+        HttpEndpoint="enabled",
+    )
 
 
 def _restore_kubernetes(lab: Lab) -> None:

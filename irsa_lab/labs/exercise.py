@@ -90,7 +90,10 @@ class Hints:
     def __repr__(self) -> str:
         ex = self.exercise.id
         levels = ", ".join(f"hint({i}) {what}" for i, what in enumerate(HINT_LEVELS, 1))
-        return f"3 hints for lab {ex}: {levels}; open one at a time"
+        return (
+            f"3 hints for lab {ex}: {levels}; open one at a time "
+            "(ex.hint(1) prints the first and notes it in your progress)"
+        )
 
     def _repr_html_(self) -> str:
         blocks = []

@@ -26,6 +26,7 @@ __all__ = [
     "Identity",
     "PodFacts",
     "PodMissing",
+    "ec2",
     "iam",
     "modify_instance_metadata_options",
     "pod_facts",
@@ -156,6 +157,18 @@ def iam(lab: Lab) -> Any:
     return client
 
 
+_EC2_CLIENTS: weakref.WeakKeyDictionary[Lab, Any] = weakref.WeakKeyDictionary()
+
+
+def ec2(lab: Lab) -> Any:
+    """boto3's EC2 client for the lab's administrator, made once per lab (EC2's model is
+    large: about a second to load)."""
+    client = _EC2_CLIENTS.get(lab)
+    if client is None:
+        client = _EC2_CLIENTS[lab] = lab.aws_client("ec2")
+    return client
+
+
 def provider_arn(lab: Lab) -> str:
     """The ARN of the cluster's IAM OIDC provider (whether or not it exists now)."""
     return oidc_provider_arn(str(lab.endpoints["account_id"]), str(lab.endpoints["issuer"]))
@@ -194,7 +207,11 @@ def service_account_annotations(
 def modify_instance_metadata_options(
     lab: Lab, *, http_tokens: str | None = None, http_put_response_hop_limit: int | None = None
 ) -> dict[str, Any]:
-    """The lab's ``aws ec2 modify-instance-metadata-options`` for the node.
+    """The node's metadata options, set through the lab's control (no AWS call).
+
+    Learners use EC2's own API, ``lab.aws_client("ec2").modify_instance_metadata_options``
+    (``aws ec2 modify-instance-metadata-options``); both change the same settings, the
+    ones the IMDS stand-in enforces.
 
     ``http_tokens``: ``"optional"`` (IMDSv1 allowed) or ``"required"`` (IMDSv2 only);
     ``http_put_response_hop_limit``: 1 keeps IMDSv2 answers from reaching containers.

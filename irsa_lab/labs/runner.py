@@ -1,4 +1,5 @@
-"""Running an exercise: start (break), check, hints, reset, solutions, progress."""
+"""Running an exercise: start (break), check, hints, reset, solutions, progress; and the
+guided notebooks' own progress records."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING
 from .baseline import restore_default
 from .catalog import BY_ID, EXERCISES
 from .exercise import CheckResult, Exercise, Hints, NotSolved
-from .progress import Progress
+from .progress import GUIDED_NOTEBOOKS, Progress
 from .solutions import run_solution, solution_source
 
 if TYPE_CHECKING:
@@ -92,6 +93,10 @@ def hint(exercise: str | int, level: int = 1) -> str:
     if level == 3:
         text += f'\n(the code: labs.show_solution("{ex.id}"); to run it: labs.apply_solution("{ex.id}"))'
     print(f"Hint {level} for lab {ex.id}: {text}")
+    try:
+        Progress.load().record_hint(ex.id, level)
+    except OSError as err:
+        print(f"(progress not saved: {err})")
     return text
 
 
@@ -112,8 +117,43 @@ def apply_solution(exercise: str | int) -> None:
 
 
 def progress() -> None:
-    """Print the progress table across all labs (saved in the state directory)."""
-    print(Progress.load().table((ex.id, ex.title) for ex in EXERCISES))
+    """Print the progress of the guided notebooks and of every lab (saved in the state
+    directory): the overview an instructor asks for."""
+    saved = Progress.load()
+    print("Guided notebooks")
+    print(saved.notebooks_table())
+    print()
+    print("Labs")
+    print(saved.table((ex.id, ex.title) for ex in EXERCISES))
+
+
+def _notebook_id(notebook: str | int) -> str:
+    key = str(notebook).strip()
+    key = f"{int(key):02d}" if key.isdigit() else key.split("-", 1)[0]
+    known = [nb_id for nb_id, _ in GUIDED_NOTEBOOKS]
+    if key not in known:
+        raise KeyError(f"no guided notebook {notebook!r}; they are: {', '.join(known)}")
+    return key
+
+
+def notebook_started(notebook: str | int) -> None:
+    """Note that guided notebook ``notebook`` (``"02"``, ``2``, ``"02-the-token"``) was
+    started; its first cells call this. Prints nothing."""
+    try:
+        Progress.load().record_notebook(_notebook_id(notebook), finished=False)
+    except OSError:
+        pass  # progress is a convenience: a read-only home must not stop a lesson
+
+
+def notebook_finished(notebook: str | int) -> None:
+    """Note that guided notebook ``notebook`` ran to its end; its last cell calls this."""
+    nb_id = _notebook_id(notebook)
+    try:
+        Progress.load().record_notebook(nb_id, finished=True)
+    except OSError as err:
+        print(f"(progress not saved: {err})")
+        return
+    print(f"Notebook {nb_id} done: labs.progress() shows every notebook and lab.")
 
 
 def whoami(exercise: str | int, lab: Lab | None = None) -> str:
@@ -178,6 +218,8 @@ __all__ = [
     "check",
     "get",
     "hint",
+    "notebook_finished",
+    "notebook_started",
     "progress",
     "reset",
     "show_solution",

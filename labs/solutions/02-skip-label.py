@@ -10,7 +10,7 @@ manifest = {
     "metadata": {"name": "mypod", "namespace": "default", "labels": dict(pod["metadata"]["labels"])},
     "spec": {
         "serviceAccountName": "s3-readonly-sa",
-        "containers": [{"name": "mypod", "image": "amazon/aws-cli", "command": ["sleep", "infinity"]}],
+        "containers": [{"name": "s3-readonly", "image": "amazon/aws-cli", "command": ["sleep", "infinity"]}],
     },
 }
 del manifest["metadata"]["labels"]["eks.amazonaws.com/skip-pod-identity-webhook"]

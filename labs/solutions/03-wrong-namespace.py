@@ -32,7 +32,7 @@ manifest = {
     "metadata": {"name": "mypod", "namespace": "analytics"},
     "spec": {
         "serviceAccountName": "s3-readonly-sa",
-        "containers": [{"name": "mypod", "image": "amazon/aws-cli", "command": ["sleep", "infinity"]}],
+        "containers": [{"name": "s3-readonly", "image": "amazon/aws-cli", "command": ["sleep", "infinity"]}],
     },
 }
 lab.recreate_pod(manifest)  # kubectl delete pod mypod -n analytics; kubectl apply -f mypod.yaml

@@ -1,5 +1,6 @@
 # Solution of lab 05: the OIDC provider's client IDs must contain the token's aud,
-# sts.amazonaws.com. Add it, and remove the misspelt sts.amazon.com.
+# sts.amazonaws.com. Adding it is the fix; removing the misspelt sts.amazon.com is tidying
+# up (an extra client ID does not stop STS from accepting the token).
 import irsa_lab
 
 lab = irsa_lab.lab()

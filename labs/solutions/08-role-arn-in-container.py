@@ -10,7 +10,7 @@ manifest = {
     "metadata": {"name": "mypod", "namespace": "default"},
     "spec": {
         "serviceAccountName": "s3-readonly-sa",
-        "containers": [{"name": "mypod", "image": "amazon/aws-cli", "command": ["sleep", "infinity"]}],
+        "containers": [{"name": "s3-readonly", "image": "amazon/aws-cli", "command": ["sleep", "infinity"]}],
     },
 }
 lab.recreate_pod(manifest)  # kubectl delete pod mypod -n default; kubectl apply -f mypod.yaml
