@@ -9,6 +9,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "cmd_exec",
     "cmd_kind",
     "cmd_lab",
+    "cmd_reset",
     "cmd_up",
     "env_lines",
     "jupyter_lab_command",
@@ -147,15 +149,24 @@ def _make_lab(backend: str, state: Path, seed: int | None) -> Any:
 def _up_detached(state: Path, args: argparse.Namespace, backend: str) -> int:
     state.mkdir(parents=True, exist_ok=True)
     (state / "endpoints.json").unlink(missing_ok=True)
-    log = open(state / "lab.log", "wb")  # noqa: SIM115 - handed to the child
-    cmd = [sys.executable, "-m", "irsa_lab.cli", "up", "--state-dir", str(state)]
-    cmd += ["--backend", backend]
-    if args.seed is not None:
-        cmd += ["--seed", str(args.seed)]
-    child = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-    )
-    log.close()
+    # Fork only a process with no other thread (a fork copies just the calling one).
+    if backend == "embedded" and hasattr(os, "fork") and threading.active_count() == 1:
+        child: Any = _fork_foreground_up(state, args)
+        args.exit_at_once = True
+    else:
+        log = open(state / "lab.log", "wb")  # noqa: SIM115 - handed to the child
+        cmd = [sys.executable, "-m", "irsa_lab.cli", "up", "--state-dir", str(state)]
+        cmd += ["--backend", backend]
+        if args.seed is not None:
+            cmd += ["--seed", str(args.seed)]
+        child = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
     limit = 180 if backend == "k8s" else 30
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -173,9 +184,61 @@ def _up_detached(state: Path, args: argparse.Namespace, backend: str) -> int:
                 f'irsa-lab: `eval "$(irsa-lab env{_sd(state)})"` points kubectl, boto3 and the aws CLI at it'
             )
             return 0
-        time.sleep(0.05)
+        time.sleep(0.01)
     child.terminate()
     raise CliError(f"the lab did not come up within {limit} s; see {state / 'lab.log'}")
+
+
+class _Forked:
+    """The few ``Popen`` calls ``_up_detached`` makes, for a forked child."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def terminate(self) -> None:
+        os.kill(self.pid, signal.SIGTERM)
+
+
+def _fork_foreground_up(state: Path, args: argparse.Namespace) -> _Forked:
+    """Run the foreground ``up`` in a forked child, in its own session, logging to
+    ``lab.log``. The stack's modules are imported here, before the fork (no thread runs
+    yet), so the child starts no second interpreter and imports nothing again."""
+    from . import stack  # noqa: F401 - imported once, inherited by the child
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return _Forked(pid)
+    code = 1
+    try:
+        os.setsid()
+        log = os.open(state / "lab.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        args.detach = False
+        try:
+            code = cmd_up(args)
+        except CliError as err:
+            print(f"irsa-lab: {err}", file=sys.stderr)
+            code = 2
+    except BaseException:  # noqa: BLE001 - reported in lab.log, never back in the parent
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _sd(state: Path) -> str:
@@ -209,21 +272,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 # --- env / exec ----------------------------------------------------------------------
 def env_lines(ep: dict[str, str]) -> list[str]:
-    """The ``export`` lines for a shell, from ``endpoints.json``."""
-    pairs = [
-        ("KUBECONFIG", ep["kubeconfig"]),
-        ("AWS_ENDPOINT_URL_STS", ep["sts"]),
-        ("AWS_ENDPOINT_URL_IAM", ep["iam"]),
-        ("AWS_ENDPOINT_URL_S3", ep["s3"]),
-        ("AWS_CA_BUNDLE", ep["ca_bundle"]),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", ep["imds"]),
-        ("AWS_DEFAULT_REGION", ep["region"]),
-        # The account administrator, as a learner is on a real account: IAM and S3
-        # calls made outside a pod are signed with these.
-        ("AWS_ACCESS_KEY_ID", ep["admin_access_key_id"]),
-        ("AWS_SECRET_ACCESS_KEY", ep["admin_secret_access_key"]),
-    ]
-    return [f"export {k}={shlex.quote(v)}" for k, v in pairs]
+    """The ``export`` lines for a shell, from ``endpoints.json``: the variables a notebook's
+    ``irsa_lab.lab()`` sets in its kernel (one list, :func:`irsa_lab.client_env.lab_environment`),
+    the account administrator's keys included, as a learner has on a real account."""
+    from .client_env import lab_environment
+
+    return [f"export {k}={shlex.quote(v)}" for k, v in lab_environment(ep).items()]
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -258,6 +312,36 @@ def cmd_exec(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         raise CliError(f"cannot run {argv[0]!r} in the pod: {err.strerror}") from err
     return int(result.returncode)
+
+
+# --- reset ----------------------------------------------------------------------------
+def cmd_reset(args: argparse.Namespace) -> int:
+    """``irsa-lab reset``: the running lab back to its starting state, through the clients
+    a learner uses (:func:`irsa_lab.labs.baseline.restore_default`): the pods lessons and
+    labs created deleted (namespaces ``default`` and ``analytics``), the ServiceAccount's
+    annotations, the OIDC provider and the role's trust policy restored, the node's
+    metadata options back to the defaults, the webhook running. ``--progress`` also
+    deletes the learner's lab progress (``progress.json`` in the state directory)."""
+    state = _state_dir(args.state_dir)
+    ep = _load_endpoints(state)
+    from .labs.baseline import restore_default
+    from .labs.progress import progress_path
+    from .session import Lab
+
+    lab = Lab(ep, state, backend="kind" if ep.get("backend") == "kind" else "running")
+    try:
+        restore_default(lab)
+    finally:
+        lab.close()
+    print(f"irsa-lab: the lab in {state} is back to its starting state")
+    if args.progress:
+        path = progress_path(state)
+        if path.exists():
+            path.unlink()
+            print(f"irsa-lab: deleted the lab progress ({path})")
+        else:
+            print(f"irsa-lab: no lab progress to delete ({path})")
+    return 0
 
 
 # --- doctor / lab ----------------------------------------------------------------------
@@ -464,6 +548,17 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("command", nargs=argparse.REMAINDER)
     ex.set_defaults(func=cmd_exec)
 
+    reset = with_state(
+        sub.add_parser(
+            "reset",
+            help="put a running lab back to its starting state (pods, ServiceAccount, "
+            "trust policy, metadata options, webhook)",
+        )
+    )
+    reset.add_argument(
+        "--progress", action="store_true", help="also delete the lab progress (progress.json)"
+    )
+    reset.set_defaults(func=cmd_reset)
     with_state(sub.add_parser("doctor", help="check the machine")).set_defaults(func=cmd_doctor)
     lab = sub.add_parser(
         "lab", help="start JupyterLab on the notebooks (other options go to jupyter lab)"
@@ -492,10 +587,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except CliError as err:
         print(f"irsa-lab: {err}", file=sys.stderr)
         return 2
+    if argv is None and getattr(args, "exit_at_once", False):
+        # `up --detach` imported the whole stack to fork it: skip tearing it all down
+        # again at exit (a tenth of a second or more) when run as the command.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ from pathlib import Path
 from .pki import LOOPBACK
 
 __all__ = [
+    "SUPPORTED_PYTHON",
     "Check",
     "attempt",
     "check_k8s_programs",
     "check_kind_backend",
+    "check_kubectl",
     "check_loopback",
     "check_packages",
     "check_python",
@@ -54,15 +56,20 @@ def _major_minor(v: str) -> tuple[int, int]:
     )
 
 
-def check_python() -> Check:
-    """Python 3.11 or newer runs the lab."""
-    v = sys.version_info
-    ok = v >= (3, 11)
+SUPPORTED_PYTHON = ((3, 11), (3, 13))  # pyproject.toml: requires-python = ">=3.11,<3.14"
+
+
+def check_python(version: tuple[int, int, int] | None = None) -> Check:
+    """Python 3.11, 3.12 or 3.13 runs the lab (``version``: this interpreter's)."""
+    major, minor, micro = version or sys.version_info[:3]
+    low, high = SUPPORTED_PYTHON
+    ok = low <= (major, minor) <= high
     return Check(
         "python",
         ok,
-        f"{v.major}.{v.minor}.{v.micro} at {sys.executable}",
-        "" if ok else "install Python 3.11 and run `make install` with it",
+        f"{major}.{minor}.{micro} at {sys.executable}"
+        + ("" if ok else f" (the lab supports {low[0]}.{low[1]} to {high[0]}.{high[1]})"),
+        "" if ok else "install Python 3.11, 3.12 or 3.13 and run `make install` with it",
     )
 
 
@@ -112,18 +119,26 @@ def check_packages() -> list[Check]:
     return out
 
 
+def check_kubectl() -> Check:
+    """kubectl (optional: the notebooks' ``!kubectl`` cells and the kubectl tests use it);
+    when missing, the fix is the pinned, checksummed download for this platform."""
+    from .kubectl_pin import KUBECTL_VERSION, install_command
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return Check(
+            "kubectl",
+            False,
+            "not found (optional: the lab works without it, `!kubectl` cells and the "
+            f"kubectl tests do not; the lab pins {KUBECTL_VERSION})",
+            install_command() + "   (or, beside the lab's Python: python -m irsa_lab.kubectl_pin)",
+        )
+    return Check("kubectl", True, kubectl)
+
+
 def check_tools() -> list[Check]:
     """kubectl (optional) and the aws CLI."""
-    out = []
-    kubectl = shutil.which("kubectl")
-    out.append(
-        Check(
-            "kubectl",
-            kubectl is not None,
-            kubectl or "not found (optional: the lab works without it; kubectl tests are skipped)",
-            "" if kubectl else "install kubectl: https://kubernetes.io/docs/tasks/tools/",
-        )
-    )
+    out = [check_kubectl()]
     venv_aws = Path(sys.executable).with_name("aws")
     aws = str(venv_aws) if venv_aws.exists() else shutil.which("aws")
     out.append(

@@ -21,7 +21,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,11 @@ from .kube.kubelet import volume_dir
 from .trace import facts_path
 
 __all__ = [
+    "NOTES_SHOWN_FILE",
     "PodNotFound",
     "exec_in_pod",
     "exec_plan",
+    "note_printer",
     "node_region_env",
     "pod_aws_env",
     "read_pod",
@@ -85,6 +87,7 @@ def pod_aws_env(endpoints: Mapping[str, str]) -> dict[str, str]:
         "AWS_ENDPOINT_URL_STS": endpoints["sts"],
         "AWS_ENDPOINT_URL_IAM": endpoints["iam"],
         "AWS_ENDPOINT_URL_S3": endpoints["s3"],
+        **({"AWS_ENDPOINT_URL_EC2": endpoints["ec2"]} if endpoints.get("ec2") else {}),
         "AWS_CA_BUNDLE": endpoints["ca_bundle"],
         "AWS_EC2_METADATA_SERVICE_ENDPOINT": endpoints.get("imds_pod") or endpoints["imds"],
     }
@@ -128,8 +131,9 @@ def exec_in_pod(
 
     Without ``capture``, the output goes to this process's and the notes (first the
     mechanism that makes the pod's paths resolve, then what was mapped or added) are
-    printed to stderr before it, one ``irsa-lab:`` line each; either way they are in
-    the result's ``notes`` (a :class:`~irsa_lab.kube.container.PodProcess` here).
+    printed to stderr before it, one ``irsa-lab:`` line each, explanations once per
+    state directory (:func:`note_printer`); either way they are all in the result's
+    ``notes`` (a :class:`~irsa_lab.kube.container.PodProcess` here).
     Reads of the token file are recorded in ``state_dir``'s facts file.
     """
     if endpoints.get("backend") == "kind":
@@ -168,9 +172,60 @@ def exec_in_pod(
             "uid": str(meta.get("uid", "")),
             "container": plan.container,
         },
-        notify=None if capture else _print_note,
+        notify=None if capture else note_printer(state_dir),
     )
 
 
-def _print_note(note: str) -> None:
-    print(f"irsa-lab: {note}", file=sys.stderr, flush=True)
+NOTES_SHOWN_FILE = "exec-notes-shown"
+
+
+def _note_key(note: str) -> str | None:
+    """What makes an explanatory note the same as one already shown (the mechanism, where
+    a pod path is on the host, the region added), or None for a note that tells of a
+    problem with this pod or this run, which is printed every time."""
+    problem = ("could not be set up", "not supported", "not available", "not written", "hidden")
+    if any(word in note for word in problem):
+        return None
+    if note.startswith("mechanism: "):
+        return "mechanism: " + note.split(" (", 1)[0].split(": ", 2)[1].split(":", 1)[0]
+    if note.startswith("the pod's env names no region"):
+        return "the pod's env names no region"
+    if "the pod's own path" in note or "it now names the host folder" in note:
+        return note.split(": ", 1)[0]
+    return None
+
+
+def note_printer(state_dir: Path) -> Callable[[str], None]:
+    """How ``irsa-lab exec`` prints its notes on stderr, one ``irsa-lab:`` line each: an
+    explanatory note once per state directory (remembered in its ``exec-notes-shown``
+    file, since a learner runs exec again and again), a note about a problem every time."""
+    marker = state_dir / NOTES_SHOWN_FILE
+    try:
+        shown = set(marker.read_text().splitlines())
+    except OSError:
+        shown = set()
+    first = not shown
+
+    def notify(note: str) -> None:
+        nonlocal first
+        key = _note_key(note)
+        if key is not None:
+            if key in shown:
+                return
+            shown.add(key)
+            try:
+                with marker.open("a", encoding="utf-8") as out:
+                    out.write(key + "\n")
+            except OSError:
+                pass  # a read-only state directory: the notes come back next time
+        print(f"irsa-lab: {note}", file=sys.stderr, flush=True)
+        if first and key is not None:
+            first = False
+            print(
+                f"irsa-lab: (notes like these are printed once per state directory; "
+                f"delete {marker} to see them again)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return notify

@@ -17,14 +17,17 @@ import atexit
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import constants as C
+from .client_env import lab_environment
 from .kube.kubelet import volume_dir
 
 if TYPE_CHECKING:
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUDIT_WAIT_S",
+    "AWS_SERVICES",
     "BACKENDS",
     "POD_START_TIMEOUT_S",
     "WEBHOOK_SYNC_TIMEOUT_S",
@@ -48,6 +52,8 @@ __all__ = [
 ]
 
 BACKENDS = ("embedded", "k8s", "running", "kind")
+# The AWS stand-ins a lab serves, by their endpoints.json key (boto3's service name).
+AWS_SERVICES = ("sts", "iam", "s3", "ec2")
 
 
 class LabError(RuntimeError):
@@ -124,6 +130,24 @@ def observed_mutation(pod: Mapping[str, Any], want: Mapping[str, Any]) -> dict[s
     }
 
 
+# Who set os.environ (Lab.set_environment), last one first in force, and what the
+# variables held before the first of them.
+_env_lock = threading.Lock()
+_env_owners: list[Lab] = []
+_env_before: dict[str, str | None] = {}
+_ENV_NAMES = (*lab_environment(defaultdict(str)), "PATH")
+
+
+def _apply_env(env: Mapping[str, str | None]) -> None:
+    for name in _ENV_NAMES:
+        value = env.get(name)
+        if value is None:
+            if name != "PATH" or name in env:
+                os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @dataclass(eq=False, repr=False)
 class Lab:
     """Clients and views of a running lab, the same whatever the backend."""
@@ -137,6 +161,7 @@ class Lab:
     owned: Any = None
     _api: Any = field(default=None, init=False)
     _control: Any = field(default=None, init=False)
+    _env_set: dict[str, str] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.endpoints = dict(self.endpoints)
@@ -171,6 +196,12 @@ class Lab:
         return self._raw(self.core.read_namespaced_pod(name, namespace, _preload_content=False))
 
     def get_service_account(self, name: str, namespace: str = C.NAMESPACE) -> dict[str, Any]:
+        """The ServiceAccount as the API server returns it (a plain dict, as ``get_pod``).
+
+        Every ``lab.get_…`` reader gives the JSON the API server sent (``kubectl get -o
+        json``, camelCase as in the article's YAML); ``lab.core.read_namespaced_…`` gives
+        the same object as the ``kubernetes`` client's classes.
+        """
         return self._raw(
             self.core.read_namespaced_service_account(name, namespace, _preload_content=False)
         )
@@ -397,27 +428,69 @@ class Lab:
 
     # -- AWS ----------------------------------------------------------------------------
     def aws_env(self, *, admin: bool = True) -> dict[str, str]:
-        """The settings that point boto3 and the aws CLI at the stand-ins."""
-        ep = self.endpoints
-        env = {
-            "AWS_ENDPOINT_URL_STS": ep["sts"],
-            "AWS_ENDPOINT_URL_IAM": ep["iam"],
-            "AWS_ENDPOINT_URL_S3": ep["s3"],
-            "AWS_CA_BUNDLE": ep["ca_bundle"],
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT": ep["imds"],
-            "AWS_DEFAULT_REGION": ep["region"],
-        }
-        if admin:
-            env["AWS_ACCESS_KEY_ID"] = ep["admin_access_key_id"]
-            env["AWS_SECRET_ACCESS_KEY"] = ep["admin_secret_access_key"]
+        """The settings that point boto3 and the aws CLI at the stand-ins (the AWS part
+        of :func:`lab_environment`)."""
+        env = lab_environment(self.endpoints, admin=admin)
+        del env["KUBECONFIG"]
         return env
 
+    def set_environment(self) -> dict[str, str]:
+        """Point this process's ``os.environ`` at the lab, as ``eval "$(irsa-lab env)"``
+        does for a shell: ``!kubectl …`` and ``!aws …`` in a notebook then reach it.
+
+        The variables are :func:`lab_environment`'s (the kubeconfig, the AWS endpoints,
+        CA bundle and region, the account administrator's keys), and the lab's Python
+        environment goes first on ``PATH`` so ``aws`` is the CLI installed with it.
+        :func:`lab` calls this. With two labs in one process the last one to call it
+        wins; :meth:`close` (or :meth:`restore_environment`) hands the variables to the
+        previous lab still open, or back to the values they had before any lab.
+        Returns what was set.
+        """
+        env = lab_environment(self.endpoints)
+        bin_dir = str(Path(sys.executable).parent)
+        path = os.environ.get("PATH", os.defpath)
+        if bin_dir not in path.split(os.pathsep):
+            env["PATH"] = f"{bin_dir}{os.pathsep}{path}"
+        with _env_lock:
+            if not _env_owners:
+                _env_before.clear()
+                _env_before.update({k: os.environ.get(k) for k in _ENV_NAMES})
+            if self in _env_owners:
+                _env_owners.remove(self)
+            _env_owners.append(self)
+            self._env_set = env
+            _apply_env(env)
+        return env
+
+    def restore_environment(self) -> None:
+        """Undo :meth:`set_environment` (nothing if this lab did not set it)."""
+        with _env_lock:
+            if self not in _env_owners:
+                return
+            _env_owners.remove(self)
+            self._env_set = None
+            if _env_owners:
+                _apply_env(_env_owners[-1]._env_set or {})
+            else:
+                _apply_env(dict(_env_before))
+                _env_before.clear()
+
     def aws_client(self, service: str, **credentials: str) -> Any:
-        """A boto3 client for ``service`` (``iam``, ``s3``, ``sts``), signed with the account
-        administrator's keys unless other credentials are given."""
+        """A boto3 client for ``service`` (``iam``, ``s3``, ``sts``, ``ec2``), signed with the
+        account administrator's keys unless other credentials are given.
+
+        Any other name raises :class:`LabError` naming the services the lab has."""
+        ep = self.endpoints
+        if not ep.get(service) or service not in AWS_SERVICES:
+            known = ", ".join(s for s in AWS_SERVICES if ep.get(s))
+            hint = (
+                " (this lab was started before it had EC2: restart it)"
+                if service in AWS_SERVICES
+                else ""
+            )
+            raise LabError(f"the lab has no {service!r} service{hint}; it has: {known}")
         import boto3
 
-        ep = self.endpoints
         creds = credentials or {
             "aws_access_key_id": ep["admin_access_key_id"],
             "aws_secret_access_key": ep["admin_secret_access_key"],
@@ -466,6 +539,8 @@ class Lab:
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
+        """Stop what this lab started and restore the environment it set."""
+        self.restore_environment()
         if self._api is not None:
             close_api_client(self._api)
             self._api = None
@@ -486,7 +561,12 @@ def lab(
     state_dir: Path | str | None = None,
     deterministic: bool = True,
 ) -> Lab:
-    """The lab for this process: started on first call, the same object afterwards."""
+    """The lab for this process: started on first call, the same object afterwards.
+
+    It also sets this process's environment (:meth:`Lab.set_environment`), so
+    ``!kubectl …`` and ``!aws …`` in a notebook reach the lab; :func:`reset_lab` (and
+    the lab's ``close``) put the previous values back.
+    """
     global _current
     with _current_lock:
         if _current is not None:
@@ -500,6 +580,8 @@ def lab(
             _current = _start_k8s(state_dir, deterministic)
         else:
             _current = _connect(chosen, state_dir)
+        # `!kubectl …` and `!aws …` in the notebook reach this lab.
+        _current.set_environment()
         atexit.register(_close_current)
         return _current
 

@@ -45,6 +45,7 @@ from .pki import LOOPBACK, LabCA, SigningKey, write_secret
 from .trace import Trace, facts_path
 from .webhook import server as webhook_server
 from .webhook.config import pod_identity_webhook_configuration
+from .webhook.service_account_get import StoreGetter
 from .webhook.service_account_watcher import ApiServerWatcher
 from .webhook.settings import LAB_LOOKUP_GRACE_PERIOD_S, WebhookSettings
 
@@ -90,6 +91,7 @@ class Endpoints:
     admin_access_key_id: str
     admin_secret_access_key: str
     imds_pod: str = ""
+    ec2: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -115,6 +117,7 @@ class Endpoints:
             "AWS_ENDPOINT_URL_STS": self.sts,
             "AWS_ENDPOINT_URL_IAM": self.iam,
             "AWS_ENDPOINT_URL_S3": self.s3,
+            **({"AWS_ENDPOINT_URL_EC2": self.ec2} if self.ec2 else {}),
             "AWS_CA_BUNDLE": self.ca_bundle,
             "AWS_EC2_METADATA_SERVICE_ENDPOINT": (self.imds_pod or self.imds)
             if position == "pod"
@@ -125,7 +128,7 @@ class Endpoints:
 
 @dataclass(eq=False, repr=False)
 class AwsSide:
-    """The AWS stand-ins of one account (STS, IAM, S3, IMDS), trusting one issuer.
+    """The AWS stand-ins of one account (STS, IAM, S3, EC2, IMDS), trusting one issuer.
 
     ``resolve`` maps an issuer's origin or URL prefix to where its discovery document
     really is (the local OIDC host, or a kind API server); ``discovery_ssl`` trusts
@@ -171,6 +174,7 @@ class AwsSide:
             s3=self.urls["s3"],
             imds=self.urls["imds"],
             imds_pod=self.urls["imds-pod"],
+            ec2=self.urls["ec2"],
             issuer=self.issuer,
             oidc=oidc,
             ca_bundle=ca_bundle,
@@ -200,6 +204,21 @@ class AwsSide:
         ).url
         self.urls["s3"] = serve(
             "s3", s3_mod.make_app(acct, trace=trace, wall_clock=wall), tls=self.tls
+        ).url
+        # EC2 describes the node instance; its metadata options are the IMDS's settings.
+        from .aws import ec2 as ec2_mod
+
+        node = ec2_mod.Instance(
+            C.NODE_INSTANCE_ID,
+            private_dns_name=C.NODE_NAME,
+            private_ip=ec2_mod.ip_of_dns_name(C.NODE_NAME),
+            role_name=C.NODE_ROLE_NAME,
+            launch_time=self.clock.now(),
+            settings=self.imds_settings,
+            tags={"eks:cluster-name": C.CLUSTER_NAME},
+        )
+        self.urls["ec2"] = serve(
+            "ec2", ec2_mod.make_app(acct, node, trace=trace, wall_clock=wall), tls=self.tls
         ).url
         # IMDS is plain HTTP, as on EC2. It is served twice: as the node reaches it,
         # and as a container behind the pod network's bridge does (one more hop).
@@ -466,6 +485,14 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
         self.sa_cache = ApiServerWatcher(
             api.url, token=self.api_token, ssl_context=self.ca.client_context()
         )
+        # The consistent lookup's GET asks the API server for the account's current
+        # version on every pod. In this process the store is that answer (same object,
+        # same resourceVersion): reading it directly spares an HTTPS round trip on the
+        # event loop the admission call waits on (issue 18: admission p99 under 5 ms).
+        store = self.apiserver.store
+        self.sa_cache.cache.getter = StoreGetter(
+            lambda ns, name: store.get("serviceaccounts", ns, name)
+        )
         self.webhook_settings = WebhookSettings.lab(
             service_account_lookup_grace_period=LAB_LOOKUP_GRACE_PERIOD_S,
             service_account_lookup_consistent=True,
@@ -589,7 +616,7 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
                 f"  Kubernetes API  {ep.apiserver}   (kubeconfig: {ep.kubeconfig})",
                 f"  pod identity webhook  {ep.webhook}",
                 f"  OIDC issuer     {ep.issuer}  -> served at {ep.oidc}",
-                f"  STS {ep.sts}   IAM {ep.iam}   S3 {ep.s3}",
+                f"  STS {ep.sts}   IAM {ep.iam}   S3 {ep.s3}   EC2 {ep.ec2}",
                 f"  IMDS {ep.imds} (node)  {ep.imds_pod} (seen from a pod)",
                 f"  `irsa-lab env{'' if self.state_dir == default_state_dir().resolve() else ' --state-dir ' + str(self.state_dir)}` prints the settings for kubectl, boto3 and the aws CLI",
             ]

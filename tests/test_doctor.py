@@ -154,3 +154,46 @@ def test_kind_doctor_lists_the_kind_checks_and_fails_while_one_blocks(
     out = capsys.readouterr().out
     assert "[FAIL] kind: kind CLI: kind is not on PATH" in out
     assert "fix: install kind v0.32.0" in out
+
+
+def test_without_kubectl_on_path_doctor_names_the_pinned_checksummed_download(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from irsa_lab import kubectl_pin
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no kubectl anywhere
+    monkeypatch.setattr(kubectl_pin, "this_platform", lambda: "linux/amd64")
+    check = doctor.check_kubectl()
+    assert not check.ok
+    assert kubectl_pin.KUBECTL_VERSION in check.detail
+    assert kubectl_pin.download_url("linux/amd64") in check.fix
+    assert (
+        f'echo "{kubectl_pin.KUBECTL_SHA256["linux/amd64"]}  kubectl" | sha256sum -c' in check.fix
+    )
+    assert "python -m irsa_lab.kubectl_pin" in check.fix
+
+
+def test_the_pinned_download_command_uses_each_platforms_checksum_tool() -> None:
+    from irsa_lab.kubectl_pin import KUBECTL_SHA256, install_command
+
+    assert "shasum -a 256 -c" in install_command("darwin/arm64")
+    assert KUBECTL_SHA256["darwin/arm64"] in install_command("darwin/arm64")
+    assert "Get-FileHash" in install_command("windows/amd64")
+    assert "kubernetes.io/docs/tasks/tools" in install_command("plan9/386")
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"),
+    [((3, 10, 12), False), ((3, 11, 0), True), ((3, 13, 1), True), ((3, 14, 0), False)],
+)
+def test_doctor_accepts_exactly_the_python_versions_pyproject_allows(
+    version: tuple[int, int, int], ok: bool
+) -> None:
+    import tomllib
+
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == ">=3.11,<3.14"
+    check = doctor.check_python(version)
+    assert check.ok is ok
+    if not ok:
+        assert "3.11, 3.12 or 3.13" in check.fix

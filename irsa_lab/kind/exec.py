@@ -27,6 +27,7 @@ _POD_ENV = (
     ("sts_pod", "AWS_ENDPOINT_URL_STS"),
     ("iam_pod", "AWS_ENDPOINT_URL_IAM"),
     ("s3_pod", "AWS_ENDPOINT_URL_S3"),
+    ("ec2_pod", "AWS_ENDPOINT_URL_EC2"),
     ("ca_bundle_pod", "AWS_CA_BUNDLE"),
     ("imds_pod", "AWS_EC2_METADATA_SERVICE_ENDPOINT"),
 )

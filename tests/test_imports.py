@@ -1,0 +1,56 @@
+"""Start-up does only the work it needs: structural checks, not timings (docs/benchmarks.md
+has the timings). The check that the CLI and the stack load no client library or widget
+toolkit is in tests/test_public_api.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+IRSA_LAB = [sys.executable, "-m", "irsa_lab.cli"]
+
+
+def loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    probe = f"import sys; {code}; print(' '.join(m for m in {modules!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_the_stack_loads_the_protobuf_runtime_only_when_a_client_sends_protobuf() -> None:
+    # kubectl's protobuf bodies are decoded and answered by irsa_lab.kube.protobuf,
+    # imported on the first such request.
+    assert (
+        loaded_after("import irsa_lab.stack", ("google.protobuf", "irsa_lab.kube.protobuf")) == []
+    )
+    assert (
+        loaded_after(
+            "import irsa_lab.kube.wire as w, irsa_lab.kube.protobuf_responses as r",
+            ("google.protobuf",),
+        )
+        == []
+    )
+
+
+def test_the_detached_lab_is_a_fork_of_the_command_not_a_second_interpreter(
+    tmp_path: Path,
+) -> None:
+    up = subprocess.run(
+        [*IRSA_LAB, "up", "--detach", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert up.returncode == 0, up.stderr
+    pid = int((tmp_path / "lab.pid").read_text())
+    try:
+        # A fork keeps the command line it was forked from (with --detach); a second
+        # interpreter would have been started as `irsa_lab.cli up` without it.
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert b"--detach" in argv
+        assert "embedded stack ready" in (tmp_path / "lab.log").read_text()
+    finally:
+        subprocess.run(
+            [*IRSA_LAB, "down", "--state-dir", str(tmp_path)], capture_output=True, timeout=60
+        )
+    assert not (tmp_path / "lab.pid").exists()
