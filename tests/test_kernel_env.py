@@ -96,6 +96,7 @@ def _endpoints(tmp: Path, name: str) -> dict[str, str]:
         "sts": f"https://127.0.0.1:1{len(name)}/{name}",
         "iam": "https://127.0.0.1:2",
         "s3": "https://127.0.0.1:3",
+        "ec2": "https://127.0.0.1:5",
         "ca_bundle": str(tmp / name / "ca.pem"),
         "imds": "http://127.0.0.1:4",
         "region": "eu-west-1",
