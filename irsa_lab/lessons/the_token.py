@@ -87,7 +87,9 @@ def token_volume_listing(
     wrote it on this machine (under the lab's state folder), and the container's mount.
     Modes, symlink targets and sizes; no owners or times (they say nothing here).
     """
-    pod = lab.get_pod(pod_name)
+    # On a real API server the kubelet writes the volume a moment after the pod is
+    # created: wait until it runs the pod, as `kubectl wait` would, before listing.
+    pod = lab.wait_running(pod_name)
     node_path = _node_path(lab, pod, volume)
     kind = lab.endpoints.get("backend") == "kind"
     folder = None if kind else lab.volume_path(pod, volume)
