@@ -27,6 +27,15 @@ LAB_DIFFERENCES: tuple[tuple[str, str, str, str], ...] = (
         "the SDK reads the token path from the env, which is rewritten; the note says so",
     ),
     (
+        "the EC2 API (lab 09)",
+        "a stand-in with `DescribeInstances` and `ModifyInstanceMetadataOptions` only, for "
+        "the one node instance; a change answers `pending` and the next describe shows "
+        "`applied`",
+        "the whole EC2 API, every instance of the account; a change applies within seconds",
+        "the lab needs only the node's metadata options, and the stand-in changes the same "
+        "settings its IMDS enforces; no suite runs real EC2 here",
+    ),
+    (
         "region of a pod without a role",
         "`irsa-lab exec` adds `AWS_DEFAULT_REGION` (the node's region) when the pod's env "
         "names none",
