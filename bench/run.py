@@ -280,17 +280,22 @@ def wait_ready(proc: subprocess.Popen[bytes], ready: Callable[[], bool], limit: 
     raise RuntimeError(f"not ready within {limit} s")
 
 
-def start_moto(exe: Path) -> float:
-    """moto_server from exec until it answers an HTTP request."""
-    port = free_port()
+def spawn_moto(exe: Path, port: int) -> subprocess.Popen[bytes]:
+    """moto_server on loopback ``port``, with the dummy keys it expects, output discarded."""
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    t = time.perf_counter()
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [str(exe), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
     )
+
+
+def start_moto(exe: Path) -> float:
+    """moto_server from exec until it answers an HTTP request."""
+    port = free_port()
+    t = time.perf_counter()
+    proc = spawn_moto(exe, port)
     try:
         wait_ready(proc, lambda: answers(f"http://127.0.0.1:{port}/", None, 0.5))
         return time.perf_counter() - t
@@ -708,13 +713,7 @@ def bench_sts(
         report.add("STS AssumeRoleWithWebIdentity, moto_server", "not measured", why)
         return
     port = free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    proc = spawn_moto(exe, port)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
