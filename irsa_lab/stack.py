@@ -29,6 +29,7 @@ from .aws import sts as sts_mod
 from .aws.model import Account
 from .aws.oidc_client import OidcKeyFetcher
 from .aws.scenario import DefaultScenario, seed_default
+from .client_env import lab_environment
 from .clock import LAB_EPOCH, Clock, ManualClock, SystemClock
 from .control import StackControl
 from .httpd import ServerLoop
@@ -111,19 +112,13 @@ class Endpoints:
         known = {k: data.pop(k) for k in list(data) if k in cls.__dataclass_fields__}
         return cls(**known, extra=data)
 
-    def aws_env(self, *, position: str = "node") -> dict[str, str]:
-        """The settings that point botocore and the aws CLI at the stand-ins."""
-        return {
-            "AWS_ENDPOINT_URL_STS": self.sts,
-            "AWS_ENDPOINT_URL_IAM": self.iam,
-            "AWS_ENDPOINT_URL_S3": self.s3,
-            **({"AWS_ENDPOINT_URL_EC2": self.ec2} if self.ec2 else {}),
-            "AWS_CA_BUNDLE": self.ca_bundle,
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT": (self.imds_pod or self.imds)
-            if position == "pod"
-            else self.imds,
-            "AWS_DEFAULT_REGION": self.region,
-        }
+    def aws_env(self) -> dict[str, str]:
+        """The settings that point botocore and the aws CLI at the stand-ins: the AWS part
+        of :func:`~irsa_lab.client_env.lab_environment`, without the admin's keys (a pod's
+        are :func:`~irsa_lab.in_pod.pod_aws_env`)."""
+        env = lab_environment(self.as_dict(), admin=False)
+        del env["KUBECONFIG"]
+        return env
 
 
 @dataclass(eq=False, repr=False)
