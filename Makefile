@@ -10,12 +10,15 @@ TEST_STAMP := $(VENV)/.installed-test
 
 install: $(STAMP)
 
-# Re-installs only when the package metadata changed.
+# Re-installs only when the package metadata changed. An editable install leaves the
+# sources uncompiled, and with PYTHONDONTWRITEBYTECODE set nothing caches their bytecode
+# later, so compileall writes it once (as `pip install .` does for a wheel).
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info < (3, 14)))' || \
 	  { echo "irsa-lab needs Python 3.11, 3.12 or 3.13 (found: $$($(PYTHON) --version))"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/python -m compileall -q irsa_lab
 	touch $(STAMP)
 
 # The test extras (pytest, Hypothesis, nbval, ruff, mypy, Playwright) on top.

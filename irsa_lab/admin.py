@@ -25,9 +25,7 @@ import json
 import math
 import secrets
 import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +37,8 @@ from .pki import write_secret
 from .trace import TraceEvent
 
 if TYPE_CHECKING:
+    import urllib.request
+
     from .httpd import ServerLoop
     from .kube.admission import AdmissionRecord
 
@@ -257,6 +257,8 @@ class RemoteControl:
             )
         token = token_file.read_text().strip()
         if self._opener is None:
+            import urllib.request  # the client's only: the lab's own process never loads it
+
             handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
             if url.startswith("https:"):
                 ca = self.endpoints.get("ca_bundle")  # none: fails verification, as it should
@@ -266,6 +268,9 @@ class RemoteControl:
         return url.rstrip("/"), token, self._opener
 
     def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        import urllib.error
+        import urllib.request
+
         url, token, opener = self._connect()
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(url + path, data=data, method=method)  # noqa: S310 - http(s) only

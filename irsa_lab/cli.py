@@ -141,9 +141,20 @@ def _make_lab(backend: str, state: Path, seed: int | None) -> Any:
         return K8sLab(
             state_dir=state, seed=seed, progress=lambda m: print(f"irsa-lab k8s: {m}", flush=True)
         )
+    _begin_signing_key(state, seed)
     from .stack import EmbeddedLab
 
     return EmbeddedLab(state_dir=state, seed=seed)
+
+
+def _begin_signing_key(state: Path, seed: int | None) -> Any:
+    """Start making a new lab's RSA signing key on a thread before the stack's imports,
+    which it overlaps (see ``pki.begin_signing_key``); a seeded lab uses the demo key."""
+    if seed is not None:
+        return None
+    from .pki import begin_signing_key
+
+    return begin_signing_key(state.resolve() / "sa-signer.key")
 
 
 def _up_detached(state: Path, args: argparse.Namespace, backend: str) -> int:
@@ -211,8 +222,11 @@ def _fork_foreground_up(state: Path, args: argparse.Namespace) -> _Forked:
     """Run the foreground ``up`` in a forked child, in its own session, logging to
     ``lab.log``. The stack's modules are imported here, before the fork (no thread runs
     yet), so the child starts no second interpreter and imports nothing again."""
+    key = _begin_signing_key(state, args.seed)
     from . import stack  # noqa: F401 - imported once, inherited by the child
 
+    if key is not None:
+        key.join()  # made before the fork, which copies no thread; any error shows in the child
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()

@@ -14,6 +14,8 @@ import hashlib
 import ipaddress
 import os
 import ssl
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["LOOPBACK", "LabCA", "ServerCert", "SigningKey", "key_id", "private_pem", "write_secret"]
+__all__ = [
+    "LOOPBACK",
+    "LabCA",
+    "ServerCert",
+    "SigningKey",
+    "begin_signing_key",
+    "key_id",
+    "private_pem",
+    "write_secret",
+]
 
 LOOPBACK = "127.0.0.1"
 
@@ -213,6 +224,22 @@ class SigningKey:
         return cls(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
     @classmethod
+    def for_file(cls, path: Path) -> SigningKey:
+        """The key kept in ``path``, made and written (0600) there when missing.
+
+        A key that :func:`begin_signing_key` started for ``path`` is collected here."""
+        early = _early_keys.pop(path, None)
+        if early is not None:
+            early[0].join()
+            key = early[1].result()
+        elif path.exists():
+            return cls.from_pem(path.read_bytes())
+        else:
+            key = cls.generate()
+        write_secret(path, key.pem)
+        return key
+
+    @classmethod
     def from_pem(cls, pem: bytes) -> SigningKey:
         key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, rsa.RSAPrivateKey):
@@ -252,3 +279,33 @@ class SigningKey:
             "n": b64(numbers.n),
             "e": b64(numbers.e),
         }
+
+
+_early_keys: dict[Path, tuple[threading.Thread, Future[SigningKey]]] = {}
+
+
+def begin_signing_key(path: Path) -> threading.Thread | None:
+    """Start making the signing key for ``path`` on a thread, when the file is missing.
+
+    A 2048-bit RSA key takes 50-300 ms to make, and OpenSSL releases the GIL while it
+    works, so ``irsa-lab up`` begins it before importing the stack and the two overlap
+    on two cores. :meth:`SigningKey.for_file` collects the result. Returns the thread
+    (join it before a fork: a forked child has no copy of it), or None when there is
+    nothing to make.
+    """
+    if path in _early_keys:
+        return _early_keys[path][0]
+    if path.exists():
+        return None
+    future: Future[SigningKey] = Future()
+
+    def make() -> None:
+        try:
+            future.set_result(SigningKey.generate())
+        except BaseException as err:  # noqa: BLE001 - re-raised by for_file in the caller
+            future.set_exception(err)
+
+    thread = threading.Thread(target=make, name="irsa-lab-keygen", daemon=True)
+    _early_keys[path] = (thread, future)
+    thread.start()
+    return thread

@@ -565,12 +565,7 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
     def _signing_key(self) -> SigningKey:
         if self.seed is not None:
             return SigningKey.demo()
-        path = self.state_dir / "sa-signer.key"
-        if path.exists():
-            return SigningKey.from_pem(path.read_bytes())
-        key = SigningKey.generate()
-        write_secret(path, key.pem)
-        return key
+        return SigningKey.for_file(self.state_dir / "sa-signer.key")
 
     def _resolve_service(self, service: dict[str, Any]) -> str:
         """Where a webhook's ``clientConfig.service`` lives: the in-cluster DNS name of

@@ -54,3 +54,25 @@ def test_the_detached_lab_is_a_fork_of_the_command_not_a_second_interpreter(
             [*IRSA_LAB, "down", "--state-dir", str(tmp_path)], capture_output=True, timeout=60
         )
     assert not (tmp_path / "lab.pid").exists()
+
+
+def test_the_stack_loads_no_yaml_parser() -> None:
+    # PyYAML is loaded for a YAML request body only; the kubeconfig is written by
+    # kube.kubeconfig.to_yaml.
+    assert loaded_after("import irsa_lab.stack", ("yaml",)) == []
+
+
+def test_a_new_labs_signing_key_is_made_on_a_thread_while_the_stack_imports(
+    tmp_path: Path,
+) -> None:
+    probe = (
+        "import sys, threading; from pathlib import Path; from irsa_lab import cli; "
+        f"t = cli._begin_signing_key(Path({str(tmp_path)!r}), None); "
+        "started = 'irsa_lab.stack' not in sys.modules and t.is_alive(); "
+        "from irsa_lab.pki import SigningKey; import irsa_lab.stack; "
+        f"k = SigningKey.for_file(Path({str(tmp_path)!r}).resolve() / 'sa-signer.key'); "
+        "print(started, k.private_key.key_size, cli._begin_signing_key(Path('.'), 7))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "2048", "None"]
+    assert (tmp_path / "sa-signer.key").stat().st_mode & 0o777 == 0o600

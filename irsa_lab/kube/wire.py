@@ -14,7 +14,6 @@ import json
 import unicodedata
 from typing import Any
 
-import yaml
 from aiohttp import web
 
 from .discovery import Resource
@@ -139,11 +138,16 @@ async def read_body(request: web.Request, *, patch: bool = False, protobuf: bool
         raise unsupported_media_type(f"application/json, application/yaml, {PROTOBUF}")
     if not raw.strip():
         raise bad_request("empty patch" if patch else "the request body is empty")
-    try:
-        if ctype == "application/yaml":
+    if ctype == "application/yaml":
+        import yaml  # rare (kubectl sends JSON), so not loaded with the API server
+
+        try:
             return yaml.safe_load(raw)
+        except (ValueError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+            raise bad_request(f"couldn't get version/kind; json parse error: {exc}") from None
+    try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise bad_request(f"couldn't get version/kind; json parse error: {exc}") from None
 
 

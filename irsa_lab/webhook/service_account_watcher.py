@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import yaml
 
 from .service_account_cache import ServiceAccountCache, object_resource_version
 from .service_account_get import ServerTimeout
@@ -87,6 +86,8 @@ class ApiServerWatcher:
     def from_kubeconfig(cls, path: str | Path, **kwargs: Any) -> ApiServerWatcher:
         """Build from a kubeconfig: its current context's server, CA and bearer token."""
         path = Path(path)
+        import yaml  # a kubeconfig is read once, at start, and only in this mode
+
         cfg = yaml.safe_load(path.read_text())
         ctx_name = cfg.get("current-context")
         ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
