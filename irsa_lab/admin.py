@@ -30,8 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
+from . import web
 from .control import LabControl, Unavailable
 from .pki import write_secret
 from .trace import TraceEvent

@@ -1,6 +1,6 @@
 """The one thin place that binds ports and speaks TLS.
 
-Every server of the stack is a plain ``aiohttp.web.Application`` built by its own
+Every server of the stack is an :class:`irsa_lab.web.Application` built by its own
 module; :class:`ServerLoop` runs them all on one asyncio event loop in one
 background thread, each on a free port of 127.0.0.1, with or without TLS. asyncio
 sets ``TCP_NODELAY`` on every accepted connection, so keep-alive clients never wait
@@ -18,8 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiohttp import web
-
+from . import web
 from .pki import LOOPBACK
 
 __all__ = ["Served", "ServerLoop", "bind_socket", "free_port"]
@@ -34,22 +33,13 @@ class Served:
     name: str
     url: str
     port: int
-    runner: web.AppRunner
+    server: web.Server
 
 
 async def _close(served: Served) -> None:
-    """Stop a server and drop its connections, keep-alive ones included.
-
-    A client may still hold an idle keep-alive connection; a TLS transport waits for
-    the peer's close_notify, which would leave it open after the loop ends. Those
-    are aborted once the runner has had its chance to close them cleanly.
-    """
-    server = served.runner.server
-    transports = [h.transport for h in (server.connections if server else []) if h.transport]
-    await served.runner.cleanup()
-    await asyncio.sleep(0)
-    for transport in transports:
-        transport.abort()  # a no-op for one already closed
+    """Stop a server and drop its connections, keep-alive ones included (a TLS
+    transport would otherwise wait for the peer's close_notify after the loop ends)."""
+    await served.server.close()
 
 
 def free_port() -> int:
@@ -160,13 +150,10 @@ class ServerLoop:
         sock = bind_socket(port)
 
         async def go() -> Served:
-            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-            await runner.setup()
-            site = web.SockSite(runner, sock, ssl_context=tls)
-            await site.start()
+            server = await web.serve(app, sock, tls)
             bound = sock.getsockname()[1]
             scheme = "https" if tls is not None else "http"
-            served = Served(name, f"{scheme}://{LOOPBACK}:{bound}", bound, runner)
+            served = Served(name, f"{scheme}://{LOOPBACK}:{bound}", bound, server)
             self._served.append(served)
             return served
 

@@ -19,6 +19,7 @@ from dataclasses import KW_ONLY, InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from . import client_http
 from . import constants as C
 from .admin import TOKEN_FILE as ADMIN_TOKEN_FILE
 from .admin import serve_admin
@@ -520,7 +521,11 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
         self.apiserver.on_pod_deleted.append(self.kubelet.forget_pod)
 
         self._seed_kubernetes()
-        self.loop.call(self.sa_cache.start())
+        # The informer lists and watches over HTTPS with aiohttp, which the start does
+        # not wait to import (irsa_lab.client_http). Until its first list, each lookup's
+        # GET (the StoreGetter above) brings the account, so a pod admitted meanwhile is
+        # mutated the same.
+        self._informer = self.loop.submit(self._start_informer())
         self._renewals = self.loop.submit(self.kubelet.run(self.renew_interval))
         self._controllers = self.loop.submit(self.controllers.run())
 
@@ -562,6 +567,10 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
             self.webhook_url = self.loop.serve("webhook", app, tls=self._tls).url
         return self.webhook_url
 
+    async def _start_informer(self) -> None:
+        await client_http.loaded()
+        await self.sa_cache.start(wait_s=None)
+
     def _signing_key(self) -> SigningKey:
         if self.seed is not None:
             return SigningKey.demo()
@@ -588,6 +597,8 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
     def _teardown(self) -> None:
         """Stop every server and background task; leaves the state directory in place."""
         try:
+            if getattr(self, "_informer", None) is not None:
+                self._informer.cancel()
             self.loop.call(self.sa_cache.stop())
         finally:
             self.loop.stop()

@@ -23,7 +23,6 @@ import hmac
 import json
 import os
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +31,9 @@ from typing import Any
 import boto3
 import jwt
 import pytest
-from aiohttp import web
 from botocore.config import Config
 
+from irsa_lab import web
 from irsa_lab.aws import imds as imds_api
 from irsa_lab.aws import sts as sts_api
 from irsa_lab.aws.model import Account, OidcProvider
@@ -271,10 +270,7 @@ def only_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
 @pytest.fixture(scope="session")
 def sts_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StsServers]:
     loop = ServerLoop("sts-tests").start()
-    with warnings.catch_warnings():
-        # httpd.py passes shutdown_timeout to the site, which aiohttp 3.14 deprecates.
-        warnings.filterwarnings("ignore", "shutdown_timeout", DeprecationWarning)
-        servers = _start(loop, tmp_path_factory)
+    servers = _start(loop, tmp_path_factory)
     try:
         yield servers
     finally:

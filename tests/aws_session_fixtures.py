@@ -11,7 +11,6 @@ S3 and IAM clients make the calls whose authorization is under test.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,19 +93,16 @@ def iam_s3_urls(sts_servers: StsServers) -> tuple[str, str]:
     """IAM and S3 served on the STS tests' loop, for the same account."""
     s = sts_servers
     wall = SystemClock()
-    with warnings.catch_warnings():
-        # httpd.py passes shutdown_timeout to the site, which aiohttp 3.14 deprecates.
-        warnings.filterwarnings("ignore", "shutdown_timeout", DeprecationWarning)
-        iam = s.loop.serve(
-            "iam-sessions",
-            iam_api.make_app(s.account, trace=s.trace, wall_clock=wall),
-            tls=s.ca.issue().server_context(),
-        )
-        s3 = s.loop.serve(
-            "s3-sessions",
-            s3_api.make_app(s.account, trace=s.trace, wall_clock=wall),
-            tls=s.ca.issue().server_context(),
-        )
+    iam = s.loop.serve(
+        "iam-sessions",
+        iam_api.make_app(s.account, trace=s.trace, wall_clock=wall),
+        tls=s.ca.issue().server_context(),
+    )
+    s3 = s.loop.serve(
+        "s3-sessions",
+        s3_api.make_app(s.account, trace=s.trace, wall_clock=wall),
+        tls=s.ca.issue().server_context(),
+    )
     return iam.url, s3.url
 
 

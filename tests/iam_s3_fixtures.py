@@ -6,7 +6,6 @@ import gc
 import http.client
 import ssl
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -110,13 +109,8 @@ def running_lab(ca_dir: Path) -> Iterator[IamS3Lab]:
     loop = ServerLoop("iam-s3-test").start()
     try:
         wall = SystemClock()
-        with warnings.catch_warnings():
-            # httpd.py passes shutdown_timeout to the site, which aiohttp 3.14 deprecates.
-            warnings.filterwarnings("ignore", "shutdown_timeout", DeprecationWarning)
-            iam = loop.serve(
-                "iam", iam_api.make_app(account, trace=trace, wall_clock=wall), tls=tls
-            )
-            s3 = loop.serve("s3", s3_api.make_app(account, trace=trace, wall_clock=wall), tls=tls)
+        iam = loop.serve("iam", iam_api.make_app(account, trace=trace, wall_clock=wall), tls=tls)
+        s3 = loop.serve("s3", s3_api.make_app(account, trace=trace, wall_clock=wall), tls=tls)
         lab = IamS3Lab(account, scenario, trace, iam.url, s3.url, ca_file)
         try:
             yield lab

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from kubernetes import client, config
 
+from irsa_lab import web
 from irsa_lab.clock import LAB_EPOCH, ManualClock
 from irsa_lab.httpd import ServerLoop
 from irsa_lab.ids import Ids

@@ -345,8 +345,8 @@ def _outward_address() -> str | None:
 def test_the_endpoint_listens_on_loopback_only(admin: Admin) -> None:
     served = admin.stack.loop.served()["admin"]
     assert served.url.startswith("https://127.0.0.1:")
-    assert served.runner.addresses
-    for address in served.runner.addresses:
+    assert served.server.addresses
+    for address in served.server.addresses:
         assert ipaddress.ip_address(address[0]).is_loopback
     outward = _outward_address()
     if outward is None:

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from kube_fixtures import KubeLab, TestWebhook, pod_body, running_kube_lab, serve_webhook
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from irsa_lab import web
 from irsa_lab.kube.admission_response import CallError, check_response
 from irsa_lab.kube.webhook_configuration import (
     default_webhook_configuration,

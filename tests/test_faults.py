@@ -26,12 +26,12 @@ import boto3
 import botocore
 import botocore.auth
 import pytest
-from aiohttp import web
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from kubernetes.client.rest import ApiException
 
 from irsa_lab import constants as C
+from irsa_lab import web
 from irsa_lab.clock import ManualClock
 from irsa_lab.httpd import bind_socket
 from irsa_lab.jose import decode_unverified

@@ -20,11 +20,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from aiohttp import web
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from irsa_lab import constants as C
+from irsa_lab import web
 from irsa_lab.stack import DEFAULT_SEED, EmbeddedLab, lab_clock
 
 TIMEOUT_S = 15  # a request that takes longer counts as a hang

@@ -56,10 +56,25 @@ def test_the_detached_lab_is_a_fork_of_the_command_not_a_second_interpreter(
     assert not (tmp_path / "lab.pid").exists()
 
 
-def test_the_stack_loads_no_yaml_parser() -> None:
+def test_the_stack_loads_no_yaml_parser_and_no_aiohttp() -> None:
     # PyYAML is loaded for a YAML request body only; the kubeconfig is written by
-    # kube.kubeconfig.to_yaml.
-    assert loaded_after("import irsa_lab.stack", ("yaml",)) == []
+    # kube.kubeconfig.to_yaml. The servers are irsa_lab.web's; aiohttp, the client,
+    # is loaded by irsa_lab.client_http once the lab has started.
+    assert loaded_after("import irsa_lab.stack, irsa_lab.cli", ("yaml", "aiohttp")) == []
+
+
+def test_the_started_lab_loads_aiohttp_in_the_background_for_its_informer(
+    tmp_path: Path,
+) -> None:
+    probe = (
+        "import sys; from pathlib import Path; from irsa_lab.stack import EmbeddedLab; "
+        f"lab = EmbeddedLab(state_dir=Path({str(tmp_path)!r}), seed=1).start(); "
+        "import time; t = time.monotonic() + 30\n"
+        "while not lab.sa_cache.ready and time.monotonic() < t: time.sleep(0.01)\n"
+        "print(lab.sa_cache.ready, lab.sa_cache.lists, 'aiohttp' in sys.modules); lab.stop()"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "1", "True"]
 
 
 def test_a_new_labs_signing_key_is_made_on_a_thread_while_the_stack_imports(

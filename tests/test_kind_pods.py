@@ -114,7 +114,7 @@ def test_the_pod_side_urls_name_the_gateway_on_ports_of_their_own(aws: AwsHandle
 
 def test_only_the_pod_facing_stand_ins_listen_on_the_gateway(aws: AwsHandle) -> None:
     for name, served in aws.loop.served().items():
-        hosts = {a[0] for a in served.runner.addresses}
+        hosts = {a[0] for a in served.server.addresses}
         expected = (
             {"127.0.0.1", GATEWAY} if name in ("sts", "iam", "s3", "imds-pod") else {"127.0.0.1"}
         )
@@ -171,7 +171,7 @@ def test_without_a_pod_host_everything_stays_on_loopback(tmp_path: Path) -> None
     )
     try:
         for name, served in handle.loop.served().items():
-            assert {a[0] for a in served.runner.addresses} == {"127.0.0.1"}, name
+            assert {a[0] for a in served.server.addresses} == {"127.0.0.1"}, name
         assert not any(k.endswith("_pod") and k != "imds_pod" for k in handle.endpoints)
         ctx = ssl.create_default_context(cafile=handle.endpoints["ca_bundle"])
         with pytest.raises(ssl.SSLCertVerificationError):

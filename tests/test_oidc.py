@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from aiohttp.test_utils import make_mocked_request
 from token_fixtures import (  # noqa: F401 - fixtures
-    SERVE_WARNING,
     OidcHost,
     clock_fixture,
     demo_key_fixture,
@@ -21,8 +19,6 @@ from irsa_lab.kube.oidc import eks_discovery_document, issuer_path, local_url
 from irsa_lab.kube.tokens import TokenIssuer
 from irsa_lab.pki import SigningKey
 from irsa_lab.trace import TraceEvent
-
-pytestmark = pytest.mark.filterwarnings(SERVE_WARNING)
 
 
 def test_eks_discovery_document_has_the_eks_fields_in_eks_order(issuer: TokenIssuer) -> None:
@@ -110,23 +106,10 @@ def test_local_url_swaps_only_the_issuer_origin() -> None:
 
 
 def test_the_caller_header_names_the_trace_source(issuer: TokenIssuer) -> None:
-    # The app is a plain aiohttp app: route resolution is checked without a socket.
-    from irsa_lab.kube.oidc import CALLER_HEADER, make_app
-    from irsa_lab.trace import Trace
+    from irsa_lab.kube.oidc import CALLER_HEADER
 
-    trace = Trace()
-    app = make_app(issuer, trace=trace)
-    req = make_mocked_request(
-        "GET", issuer_path(issuer.issuer) + "/keys", headers={CALLER_HEADER: "notebook"}, app=app
-    )
-    import asyncio
-
-    async def go() -> None:
-        match = await app.router.resolve(req)
-        await match.handler(req)
-
-    asyncio.run(go())
-    assert trace.events()[0].source == "notebook"
+    event = _served(issuer, {CALLER_HEADER: "notebook"}, "/keys")
+    assert event.source == "notebook"
 
 
 def test_a_whole_issuer_url_maps_to_a_server_that_serves_discovery_at_its_root() -> None:
@@ -159,26 +142,26 @@ def test_a_whole_issuer_url_maps_to_a_server_that_serves_discovery_at_its_root()
     )
 
 
-def _served(issuer: TokenIssuer, headers: dict[str, str]) -> TraceEvent:
-    import asyncio
+def _served(
+    issuer: TokenIssuer, headers: dict[str, str], path: str = "/.well-known/openid-configuration"
+) -> TraceEvent:
+    """One GET to the OIDC host's app, served on loopback by the lab's own server."""
+    import http.client
+    from contextlib import closing
 
+    from irsa_lab.httpd import ServerLoop
     from irsa_lab.kube.oidc import make_app
     from irsa_lab.trace import Trace
 
     trace = Trace()
-    app = make_app(issuer, trace=trace)
-    req = make_mocked_request(
-        "GET",
-        issuer_path(issuer.issuer) + "/.well-known/openid-configuration",
-        headers=headers,
-        app=app,
-    )
-
-    async def go() -> None:
-        match = await app.router.resolve(req)
-        await match.handler(req)
-
-    asyncio.run(go())
+    loop = ServerLoop("oidc-test").start()
+    try:
+        port = loop.serve("oidc", make_app(issuer, trace=trace)).port
+        with closing(http.client.HTTPConnection("127.0.0.1", port, timeout=10)) as conn:
+            conn.request("GET", issuer_path(issuer.issuer) + path, headers=headers)
+            assert conn.getresponse().read()
+    finally:
+        loop.stop()
     [event] = trace.events()
     return event
 

@@ -9,13 +9,13 @@ recorded in the trace, and leave the server answering the next request.
 
 from __future__ import annotations
 
-import asyncio
+import http.client
 import xml.etree.ElementTree as ET
+from contextlib import closing
 from typing import Any
 
 import boto3
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from aws_fixtures import StsLab, sts_lab, sts_servers  # noqa: F401 - fixtures
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -27,6 +27,7 @@ from irsa_lab.aws.query import element
 from irsa_lab.aws.query_service import QueryCall, QueryService
 from irsa_lab.aws.sts import service as sts_service
 from irsa_lab.constants import IAM_NS, ROLE_NAME
+from irsa_lab.httpd import ServerLoop
 from irsa_lab.ids import Ids
 from irsa_lab.trace import Trace
 
@@ -49,14 +50,16 @@ def _failures(trace: Trace, target: str) -> list[Any]:
 
 # --- in-process: the service on its own --------------------------------------------------
 def _serve(service: QueryService, body: bytes) -> tuple[int, bytes]:
-    async def go() -> tuple[int, bytes]:
-        async with TestClient(TestServer(service.app())) as client:
-            resp = await client.post(
-                "/", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
-            )
-            return resp.status, await resp.read()
-
-    return asyncio.run(go())
+    """One POST to the service's app, served on loopback by the lab's own server."""
+    loop = ServerLoop("query-service-test").start()
+    try:
+        port = loop.serve("toy", service.app()).port
+        with closing(http.client.HTTPConnection("127.0.0.1", port, timeout=10)) as conn:
+            conn.request("POST", "/", body, {"Content-Type": "application/x-www-form-urlencoded"})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+    finally:
+        loop.stop()
 
 
 def _toy(trace: Trace, *, record_calls: bool = False) -> QueryService:

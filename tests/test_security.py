@@ -55,7 +55,7 @@ def test_every_served_socket_is_bound_to_127_0_0_1(stack: EmbeddedLab) -> None:
     assert {"apiserver", "webhook", "oidc", "sts", "iam", "s3", "imds", "imds-pod"} <= set(served)
     for name, srv in served.items():
         # AppRunner.addresses: getsockname() of every listening socket of the server.
-        addresses = srv.runner.addresses
+        addresses = srv.server.addresses
         assert addresses, name
         for address in addresses:
             assert tuple(address[:2]) == ("127.0.0.1", srv.port), name

@@ -14,7 +14,6 @@ from token_fixtures import (  # noqa: F401 - fixtures
     NODE_UID,
     POD_UID,
     SA_UID,
-    SERVE_WARNING,
     OidcHost,
     clock_fixture,
     demo_key_fixture,
@@ -60,7 +59,6 @@ def _irsa_token(issuer: TokenIssuer, **kw: object):  # type: ignore[no-untyped-d
     return issuer.issue(**args)
 
 
-@pytest.mark.filterwarnings(SERVE_WARNING)
 def test_token_verifies_against_the_jwks_found_through_the_served_discovery_document(
     issuer: TokenIssuer, oidc_host: OidcHost
 ) -> None:

@@ -21,10 +21,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from aiohttp import web
 from webhook_fixtures import running_webhook
 
 from irsa_lab import constants as C
+from irsa_lab import web
 from irsa_lab.clock import LAB_EPOCH, ManualClock
 from irsa_lab.httpd import ServerLoop
 from irsa_lab.pki import LabCA
@@ -35,11 +35,6 @@ from irsa_lab.webhook.service_account_cache import Lookup, ServiceAccountCache
 from irsa_lab.webhook.service_account_get import RateLimiter, ServerTimeout
 from irsa_lab.webhook.service_account_watcher import ApiServerWatcher
 from irsa_lab.webhook.settings import ContainerCredentialsSettings, WebhookSettings
-
-# irsa_lab/httpd.py passes shutdown_timeout to SockSite, which aiohttp 3.14 deprecates.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:shutdown_timeout should be set on BaseRunner:DeprecationWarning"
-)
 
 ROLE = {C.ROLE_ARN_ANNOTATION: C.ROLE_ARN}
 PATIENCE_S = 60.0  # the bound on every wait for something that must happen

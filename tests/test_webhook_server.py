@@ -21,11 +21,6 @@ from irsa_lab.pki import LabCA
 from irsa_lab.webhook.service_account_cache import ServiceAccountCache
 from irsa_lab.webhook.settings import WebhookSettings
 
-# irsa_lab/httpd.py passes shutdown_timeout to SockSite, which aiohttp 3.14 deprecates.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:shutdown_timeout should be set on BaseRunner:DeprecationWarning"
-)
-
 UID = "918ef1dc-928f-4525-99ef-988389f263c3"
 S3_READER = "arn:aws:iam::111122223333:role/s3-reader"
 BAD_CONTENT = {

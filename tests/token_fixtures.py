@@ -42,9 +42,6 @@ SEED = 7
 SA_UID = "11111111-2222-4333-8444-555555555555"
 POD_UID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
 NODE_UID = "99999999-8888-4777-8666-555555555555"
-# irsa_lab/httpd.py passes shutdown_timeout to SockSite, which aiohttp 3.14 deprecates;
-# mark tests that serve over HTTPS with this until httpd.py moves it to the runner.
-SERVE_WARNING = "ignore:shutdown_timeout should be set on BaseRunner:DeprecationWarning"
 CA_PEM = b"-----BEGIN CERTIFICATE-----\nlab CA\n-----END CERTIFICATE-----\n"
 
 

@@ -23,8 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from aiohttp import web
-
+from .. import web
 from ..constants import REGION
 from ..trace import Trace
 from .errors import AwsError

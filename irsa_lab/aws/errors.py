@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
-from xml.sax.saxutils import escape as _xml_escape
 
 __all__ = [
     "INTERNAL_FAILURE_MESSAGE",
@@ -55,8 +54,11 @@ _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-
 
 
 def escape(text: str) -> str:
-    """Escape for XML text, replacing characters XML cannot represent with U+FFFD."""
-    return _xml_escape(_NOT_XML.sub("\ufffd", text))
+    """Escape for XML text (``&``, ``<``, ``>``, as xml.sax.saxutils.escape does, whose
+    module would load urllib.request at start), replacing characters XML cannot
+    represent with U+FFFD."""
+    text = _NOT_XML.sub("\ufffd", text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class AwsError(Exception):

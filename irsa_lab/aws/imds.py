@@ -33,8 +33,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-from aiohttp import web
-
+from .. import web
 from ..clock import Clock, SystemClock, rfc3339
 from ..constants import (
     IMDS_MAX_TOKEN_TTL_S,

@@ -19,12 +19,15 @@ import json
 import time
 from dataclasses import KW_ONLY, dataclass, field
 from ipaddress import ip_address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+if TYPE_CHECKING:
+    import aiohttp
+
+from ..client_http import aiohttp_module
 from ..clock import Clock
 from ..constants import STS_USER_AGENT
 from ..trace import Trace
@@ -199,6 +202,7 @@ class OidcKeyFetcher:
         return out
 
     async def _download(self, issuer: str) -> dict[str, PublicKey]:
+        aiohttp = aiohttp_module()
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         connector = aiohttp.TCPConnector(ssl=self.ssl_context, force_close=True)
         headers = {"User-Agent": STS_USER_AGENT}
@@ -234,6 +238,7 @@ class OidcKeyFetcher:
         return idp_unreachable(f"{what} at {url}: {why}", url=url)
 
     async def _get_json(self, session: aiohttp.ClientSession, url: str, call: str) -> Any:
+        aiohttp = aiohttp_module()
         local = self.local_url(url)
         started = time.perf_counter()
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
-from xml.sax.saxutils import escape
 
-from aiohttp import web
-
-from .errors import AwsError, query_error_xml
+from .. import web
+from .errors import AwsError, escape, query_error_xml
 
 __all__ = [
     "MAX_FIELDS",
@@ -69,7 +67,7 @@ def elements(name: str, values: Iterable[str]) -> str:
 
 
 def _response(body: bytes, status: int, request_id: str) -> web.Response:
-    # The body is built in full first so aiohttp sends headers and body together.
+    # The body is built in full first so the server sends headers and body together.
     return web.Response(
         body=body,
         status=status,

@@ -30,8 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-
+from .. import web
 from ..ids import Ids
 from ..trace import Trace
 from .endpoint import record_call, refusal_facts, unexpected
@@ -88,7 +87,7 @@ class QueryService:
     record_calls: bool = False
 
     def app(self) -> web.Application:
-        """The service as an aiohttp app answering on any path and method."""
+        """The service as an irsa_lab.web app answering on any path and method."""
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app

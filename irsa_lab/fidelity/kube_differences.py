@@ -11,6 +11,14 @@ __all__ = ["KUBE_DIFFERENCES"]
 
 KUBE_DIFFERENCES: tuple[tuple[str, str, str, str], ...] = (
     (
+        "HTTP transport (every stand-in)",
+        "HTTP/1.1 from the lab's own server (irsa_lab.web on asyncio): keep-alive, chunked "
+        "watches, WebSocket exec; ALPN offers no h2",
+        "Go's net/http: HTTP/2 over TLS by ALPN, HTTP/1.1 otherwise",
+        "kubectl, client-go, the kubernetes client and botocore fall back to HTTP/1.1, and "
+        "every request and answer carries the same headers and bodies",
+    ),
+    (
         "pod-template-hash",
         "FNV-32a over the template's JSON",
         "FNV-32a over Go's object dump of the template",

@@ -137,25 +137,25 @@ def bind_for_pods(host: str) -> socket.socket:
 def serve_for_pods(loop: ServerLoop, host: str, tls: ssl.SSLContext) -> dict[str, int]:
     """Also serve the pod-facing stand-ins (:data:`POD_SERVED`) on ``host``; their ports.
 
-    Each gets a second listening site on the runner it already has, so both
+    Each gets a second listening socket on the server it already has, so both
     addresses serve the same app and state; stopping the loop closes both. IMDS is
     plain HTTP, as on EC2.
     """
-    from aiohttp import web
+    from .. import web
 
     served = loop.served()
     ports: dict[str, int] = {}
     for name in POD_SERVED:
-        runner = served[name].runner
+        server = served[name].server
         sock = bind_for_pods(host)
         context = None if served[name].url.startswith("http://") else tls
 
         async def add(
-            runner: web.AppRunner = runner,
+            server: web.Server = server,
             sock: socket.socket = sock,
             context: ssl.SSLContext | None = context,
         ) -> None:
-            await web.SockSite(runner, sock, ssl_context=context).start()
+            await server.add_socket(sock, context)
 
         try:
             loop.call(add())

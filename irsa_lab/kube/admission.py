@@ -29,11 +29,13 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
+from ..client_http import aiohttp_module
 from ..clock import Clock
 from ..ids import Ids
 from ..trace import Trace
@@ -115,6 +117,7 @@ class AdmissionResult:
 
 
 def _go_dial_error(url: str, exc: BaseException) -> str:
+    aiohttp = aiohttp_module()
     parts = urlsplit(url)
     host = f"{parts.hostname}:{parts.port or 443}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
@@ -332,6 +335,7 @@ class WebhookDispatcher:
         cc = hook.get("clientConfig") or {}
         ctx = self._ssl_context(cc.get("caBundle") or "")
         target = f"{url}?timeout={timeout_s}s"
+        aiohttp = aiohttp_module()
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=64), auto_decompress=True

@@ -29,8 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiohttp import web
-
+from .. import web
 from ..clock import Clock, rfc3339
 from ..constants import NODE_NAME
 from ..httpd import Served, ServerLoop

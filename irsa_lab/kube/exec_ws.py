@@ -42,8 +42,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
-
+from .. import web
+from ..web import WSMsgType
 from .status import bad_request, not_found
 
 __all__ = [

@@ -26,8 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
+from .. import web
 from ..constants import STS_USER_AGENT
 from ..trace import Trace
 from .tokens import TokenIssuer
@@ -102,7 +101,7 @@ def caller_of(headers: Mapping[str, str]) -> str:
 def _json(body: Any, status: int = 200) -> web.Response:
     # Compact, field order kept: the documents are compared byte for byte in lessons.
     text = json.dumps(body, separators=(",", ":"))
-    # bytes, not text: aiohttp would append "; charset=utf-8" to a text body's type.
+    # bytes, not text: the server would append "; charset=utf-8" to a text body's type.
     return web.Response(body=text.encode(), status=status, content_type="application/json")
 
 

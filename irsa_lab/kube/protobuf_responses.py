@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from .. import web
 
 __all__ = ["PROTOBUF", "prefers_protobuf", "protobuf_responses"]
 

@@ -1,4 +1,4 @@
-"""The API stand-in's HTTP layer: one aiohttp handler that authenticates, authorizes and routes.
+"""The API stand-in's HTTP layer: one handler that authenticates, authorizes and routes.
 
 docs/reference/kubernetes.md §6.1. Every request goes through the steps of a real
 kube-apiserver's handler chain, in its order:
@@ -22,8 +22,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
+from .. import web
 from ..clock import rfc3339
 from . import discovery as disc
 from .admission import UserInfo
@@ -83,7 +82,7 @@ _PATCH_ACCEPTED = (
 
 
 def make_app(api: ApiServer) -> web.Application:
-    """The aiohttp application of ``api``: one handler routes everything."""
+    """The application of ``api``: one handler routes everything."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[protobuf_responses])
     app.router.add_route("*", "/{tail:.*}", _Routes(api).handle)
 

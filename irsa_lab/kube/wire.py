@@ -14,8 +14,7 @@ import json
 import unicodedata
 from typing import Any
 
-from aiohttp import web
-
+from .. import web
 from .discovery import Resource
 from .status import ApiError, bad_request, unsupported_media_type
 

@@ -4,7 +4,7 @@
 look the ServiceAccount up, mutate, encode), so tests can call it without a socket;
 :func:`review_async` is the same with the cache's lookup grace period
 (``--service-account-lookup-grace-period``), which waits; :func:`make_app` wraps it in
-an aiohttp application with ``POST /mutate`` and ``GET /healthz``. What upstream
+an application (irsa_lab.web) with ``POST /mutate`` and ``GET /healthz``. What upstream
 answers for bad input (docs/reference/webhook.md §6.1):
 
 * a ``Content-Type`` other than exactly ``application/json``: HTTP 415, plain text;
@@ -24,9 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from aiohttp import web
-
 from .. import constants as C
+from .. import web
 from ..clock import Clock
 from ..kube.admission_review import (
     AdmissionResponse,
@@ -305,7 +304,7 @@ def make_app(
     rng: random.Random | None = None,
     on_review: Callable[[ReviewOutcome], None] | None = None,
 ) -> web.Application:
-    """The webhook as an aiohttp app: ``/mutate`` (any method, as upstream) and ``/healthz``.
+    """The webhook as an irsa_lab.web app: ``/mutate`` (any method, as upstream) and ``/healthz``.
 
     A ``cache`` that can wait (a :class:`WaitingLookup`, such as the ServiceAccount
     cache or its watcher) is asked through :func:`review_async`, so the settings' lookup

@@ -18,11 +18,13 @@ import json
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
+from ..client_http import aiohttp_module
 from .service_account_cache import ServiceAccountCache, object_resource_version
 from .service_account_get import ServerTimeout
 
@@ -144,7 +146,7 @@ class ApiServerWatcher:
             headers = {"Accept": "application/json"}
             if self._token:
                 headers["Authorization"] = f"Bearer {self._token}"
-            self._session = aiohttp.ClientSession(headers=headers)
+            self._session = aiohttp_module().ClientSession(headers=headers)
             self._task = asyncio.create_task(self._run(), name="sa-watcher")
         if wait_s is not None and not await self.cache.wait_until(lambda: self.ready, wait_s):
             raise TimeoutError(f"service account cache not synced: {self.last_error}")
@@ -203,7 +205,7 @@ class ApiServerWatcher:
         }
         if self.resource_version:
             params["resourceVersion"] = self.resource_version
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._watch_timeout_s + 30)
+        timeout = aiohttp_module().ClientTimeout(total=None, sock_read=self._watch_timeout_s + 30)
         self.watches += 1
         async with self._client().get(
             self.server + SA_LIST_PATH, params=params, ssl=self._ssl, timeout=timeout

@@ -41,8 +41,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from aiohttp import web
-
+from ... import web
 from ...clock import Clock, rfc3339
 from ...constants import REGION
 from ...trace import Trace

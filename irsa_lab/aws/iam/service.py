@@ -23,8 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from aiohttp import web
-
+from ... import web
 from ...clock import Clock, rfc3339
 from ...constants import IAM_API_VERSION, IAM_NS
 from ...trace import Trace
@@ -387,7 +386,7 @@ async def _serve(account: Account, call: QueryCall) -> str | None:
 
 
 def make_app(account: Account, *, trace: Trace, wall_clock: Clock) -> web.Application:
-    """The IAM query API as an aiohttp app (serve it over HTTPS with ``ServerLoop``).
+    """The IAM query API as an irsa_lab.web app (serve it over HTTPS with ``ServerLoop``).
 
     Every call is signed (SigV4, service ``iam``, scoped to ``us-east-1`` or the lab's
     region: :func:`~irsa_lab.aws.endpoint.signing_regions` says why) and recorded in

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from urllib.parse import quote
-from xml.sax.saxutils import escape
 
 from ...clock import iso8601_ms
 from ...constants import REGION, S3_NS, S3_OWNER_DISPLAY_NAME, S3_OWNER_ID
-from ..errors import AwsError
+from ..errors import AwsError, escape
 from ..model import Account
 from .objects import list_buckets, list_objects
 

@@ -21,8 +21,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from aiohttp import web
-
+from ... import web
 from ...clock import Clock
 from ...constants import REGION
 from ...trace import Trace
@@ -127,7 +126,7 @@ def _condition_keys(
 
 
 def make_app(account: Account, *, trace: Trace, wall_clock: Clock) -> web.Application:
-    """The S3 REST API as an aiohttp app (serve it over HTTPS with ``ServerLoop``).
+    """The S3 REST API as an irsa_lab.web app (serve it over HTTPS with ``ServerLoop``).
 
     ``wall_clock`` judges signature freshness and session expiry; ``account.clock``
     stamps what is stored.

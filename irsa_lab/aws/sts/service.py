@@ -25,8 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from aiohttp import web
-
+from ... import web
 from ...clock import Clock, SystemClock, rfc3339
 from ...constants import DEFAULT_SESSION_DURATION_S, REGION, STS_API_VERSION, STS_NS
 from ...ids import Ids
