@@ -833,6 +833,10 @@ class Server:
         self.writers.add(writer)
         try:
             await _Connection(reader, writer, self).serve()
+        except asyncio.CancelledError:
+            # Only close() cancels a connection, and the task ends here: asyncio (3.11)
+            # would otherwise print the cancelled task as an error in its stream callback.
+            writer.transport.abort()
         finally:
             self.connections.discard(task)
             self.writers.discard(writer)

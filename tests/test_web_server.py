@@ -226,3 +226,20 @@ def test_websocket_without_the_upgrade_headers_is_400(conn: http.client.HTTPConn
     conn.request("GET", "/ws")
     resp = conn.getresponse()
     assert resp.status == 400 and b"No WebSocket UPGRADE hdr" in resp.read()
+
+
+def test_stopping_a_server_with_idle_keep_alive_connections_logs_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Notebook 01 stops the webhook while the API server holds a keep-alive connection.
+    loop = ServerLoop("test-web-stop").start()
+    try:
+        port = loop.serve("t", _app()).port
+        with closing(http.client.HTTPConnection("127.0.0.1", port, timeout=5)) as c:
+            c.request("POST", "/items/x", body=b"a")
+            assert c.getresponse().read()
+            with caplog.at_level("ERROR", logger="asyncio"):
+                loop.unserve("t")
+    finally:
+        loop.stop()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
