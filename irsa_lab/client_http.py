@@ -4,14 +4,19 @@ The stand-ins serve with :mod:`irsa_lab.web`; aiohttp is only the client of thre
 calls: the API server's webhook calls, STS's OIDC discovery and JWKS fetches, and the
 webhook's ServiceAccount watch. Importing it costs about a quarter of a second, so
 ``irsa-lab up`` leaves it out of the start and :func:`preload` loads it on a thread
-once the lab answers, before a learner's first pod needs it.
+once the servers have had a tenth of a second without a request (so the first
+requests after the start are not slowed by it), before a learner's first pod needs
+it. A call that needs aiohttp sooner imports it at once (:func:`aiohttp_module`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from types import ModuleType
+
+from . import web
 
 __all__ = ["aiohttp_module", "loaded", "preload"]
 
@@ -27,14 +32,22 @@ def aiohttp_module() -> ModuleType:
     return aiohttp
 
 
+QUIET_S = 0.1  # how long the servers are idle before the preload imports
+QUIET_WAIT_MAX_S = 2.0  # past this, it imports even under a steady stream of requests
+
+
 def _load() -> None:
+    deadline = time.monotonic() + QUIET_WAIT_MAX_S
+    while web.quiet_for() < QUIET_S and time.monotonic() < deadline:
+        time.sleep(0.01)
     aiohttp_module()
     _loaded.set()
 
 
 def preload() -> None:
-    """Import aiohttp on a daemon thread, once per process; a caller that needs it
-    first waits for it (Python's import lock), so nothing is loaded twice."""
+    """Import aiohttp on a daemon thread, once per process, when the servers are quiet;
+    a caller that needs it first imports it (Python's import lock makes the other wait),
+    so nothing is loaded twice."""
     global _thread
     with _started:
         if _thread is None:

@@ -19,7 +19,7 @@ from dataclasses import KW_ONLY, InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from . import client_http
+from . import client_http, web
 from . import constants as C
 from .admin import TOKEN_FILE as ADMIN_TOKEN_FILE
 from .admin import serve_admin
@@ -525,6 +525,7 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
         # not wait to import (irsa_lab.client_http). Until its first list, each lookup's
         # GET (the StoreGetter above) brings the account, so a pod admitted meanwhile is
         # mutated the same.
+        web.note_activity()  # the preload waits for quiet from here (client_http)
         self._informer = self.loop.submit(self._start_informer())
         self._renewals = self.loop.submit(self.kubelet.run(self.renew_interval))
         self._controllers = self.loop.submit(self.controllers.run())
@@ -542,6 +543,7 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
             },
         )
         self.endpoints.write(state)
+        web.note_activity()
         # kubectl exec runs commands as `irsa-lab exec` does, from these endpoints.
         self.apiserver.pod_exec = EmbeddedExec(state)
 

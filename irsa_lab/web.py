@@ -36,6 +36,7 @@ import json
 import re
 import ssl
 import struct
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -66,6 +67,20 @@ Middleware = Callable[["Request", Handler], Awaitable["StreamResponse"]]
 KEEPALIVE_S = 75.0  # aiohttp's keepalive_timeout
 MAX_HEAD = 64 * 1024  # request line and headers together
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP/1\.([01])")
+
+
+_last_activity = 0.0
+
+
+def note_activity() -> None:
+    """Mark now as busy (every request does; so does the stack when it starts)."""
+    global _last_activity
+    _last_activity = time.monotonic()
+
+
+def quiet_for() -> float:
+    """Seconds since any server of this process last began or ended a request."""
+    return time.monotonic() - _last_activity
 
 
 # --- headers and query ----------------------------------------------------------------
@@ -760,10 +775,12 @@ class _Connection:
                 except _BadRequest as err:
                     await self._answer_bad_request(str(err))
                     return
+                note_activity()
                 request = Request(self, method, target, version, headers, self.server.app)
                 if str(headers.get("Expect", "")).lower() == "100-continue" and version == 1:
                     await self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
                 await self._answer(request)
+                note_activity()
                 if not self.upgraded:
                     await self._discard_body()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):

@@ -6,6 +6,7 @@ Every constraint that fails is listed, as AWS does ("2 validation errors detecte
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 
@@ -18,7 +19,13 @@ __all__ = ["MAX_POLICY_ARNS", "MAX_TOKEN_LENGTH", "policy_arns", "validate_param
 MAX_TOKEN_LENGTH = 20000
 MAX_POLICY_ARNS = 10
 
-_ARN_CHARS = re.compile("[\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]+")
+
+@functools.cache
+def _arn_chars() -> re.Pattern[str]:
+    # Compiled on first use: a class over the whole of Unicode takes about 5 ms to build.
+    return re.compile("[\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]+")
+
+
 _ARN_PATTERN = r"[\u0009\u000A\u000D\u0020-\u007E\u0085\u00A0-\uD7FF\uE000-\uFFFD\u10000-\u10FFFF]+"
 _SESSION_NAME = re.compile(r"[\w+=,.@-]*", re.ASCII)
 _ROLE_ARN = re.compile(
@@ -78,7 +85,7 @@ def _arn_problems(member: str, value: str | None, *, required: bool) -> list[str
         required=required,
         min_len=20,
         max_len=2048,
-        pattern=_ARN_CHARS,
+        pattern=_arn_chars(),
         pattern_text=_ARN_PATTERN,
     )
 
