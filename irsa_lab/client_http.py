@@ -14,15 +14,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import Future
 from types import ModuleType
 
 from . import web
 
 __all__ = ["aiohttp_module", "loaded", "preload"]
 
-_loaded = threading.Event()
 _started = threading.Lock()
-_thread: threading.Thread | None = None
+_loaded: Future[ModuleType] | None = None  # set by the preload thread
 
 
 def aiohttp_module() -> ModuleType:
@@ -36,29 +36,31 @@ QUIET_S = 0.1  # how long the servers are idle before the preload imports
 QUIET_WAIT_MAX_S = 2.0  # past this, it imports even under a steady stream of requests
 
 
-def _load() -> None:
+def _load(done: Future[ModuleType]) -> None:
     deadline = time.monotonic() + QUIET_WAIT_MAX_S
     while web.quiet_for() < QUIET_S and time.monotonic() < deadline:
         time.sleep(0.01)
-    aiohttp_module()
-    _loaded.set()
+    try:
+        done.set_result(aiohttp_module())
+    except BaseException as err:  # noqa: BLE001 - raised again by loaded() in the caller
+        done.set_exception(err)
 
 
-def preload() -> None:
+def preload() -> Future[ModuleType]:
     """Import aiohttp on a daemon thread, once per process, when the servers are quiet;
     a caller that needs it first imports it (Python's import lock makes the other wait),
     so nothing is loaded twice."""
-    global _thread
+    global _loaded
     with _started:
-        if _thread is None:
-            _thread = threading.Thread(target=_load, name="irsa-lab-preload", daemon=True)
-            _thread.start()
+        if _loaded is None:
+            _loaded = Future()
+            args = (_loaded,)
+            threading.Thread(target=_load, args=args, name="irsa-lab-preload", daemon=True).start()
+        return _loaded
 
 
 async def loaded() -> None:
-    """Wait, without blocking the event loop, until :func:`preload` has imported aiohttp."""
-    preload()
-    while not _loaded.is_set():
-        if _thread is not None and not _thread.is_alive() and not _loaded.is_set():
-            aiohttp_module()  # the thread failed: import here, and raise what it raised
-        await asyncio.sleep(0.005)
+    """Wait, without blocking the event loop, until :func:`preload` has imported aiohttp
+    (an import error is raised here). Shielded: a waiter cancelled with its lab must not
+    cancel the one import the whole process shares."""
+    await asyncio.shield(asyncio.wrap_future(preload()))

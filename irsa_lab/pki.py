@@ -230,8 +230,7 @@ class SigningKey:
         A key that :func:`begin_signing_key` started for ``path`` is collected here."""
         early = _early_keys.pop(path, None)
         if early is not None:
-            early[0].join()
-            key = early[1].result()
+            key = early[1].result()  # waits for the thread
         elif path.exists():
             return cls.from_pem(path.read_bytes())
         else:

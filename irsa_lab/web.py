@@ -168,9 +168,6 @@ class Headers(MutableMapping[str, str]):
     def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
         return list(self._items)
 
-    def copy(self) -> Headers:
-        return Headers(self._items)
-
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Headers):
             return self._items == other._items
@@ -260,9 +257,6 @@ class StreamResponse:
             self.headers.pop("Content-Length", None)
         else:
             self.headers["Content-Length"] = str(value)
-
-    def set_status(self, status: int, reason: str | None = None) -> None:
-        self.status, self.reason = status, reason or _reason(status)
 
     def enable_chunked_encoding(self) -> None:
         self._chunked = True
@@ -465,9 +459,6 @@ class Router:
     def add_put(self, path: str, handler: Handler) -> None:
         self.add_route("PUT", path, handler)
 
-    def add_delete(self, path: str, handler: Handler) -> None:
-        self.add_route("DELETE", path, handler)
-
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         allowed: set[str] = set()
         for route in self.routes:
@@ -588,40 +579,16 @@ class Request:
         return str(self.headers.get("Host") or self._conn.local_host)
 
     @property
-    def secure(self) -> bool:
-        return self._conn.writer.get_extra_info("sslcontext") is not None
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.secure else "http"
-
-    @property
     def content_type(self) -> str:
         raw = self.headers.get("Content-Type")
         if not raw:
             return "application/octet-stream"
         return str(raw).split(";", 1)[0].strip().lower()
 
-    @property
-    def content_length(self) -> int | None:
-        value = self.headers.get("Content-Length")
-        return int(value) if value is not None and value.isdigit() else None
-
-    @property
-    def can_read_body(self) -> bool:
-        return self._body is None and self._conn.body_left()
-
-    @property
-    def body_exists(self) -> bool:
-        return self._conn.has_body
-
     async def read(self) -> bytes:
         if self._body is None:
             self._body = await self._conn.read_body(self.app.client_max_size)
         return self._body
-
-    async def text(self) -> str:
-        return (await self.read()).decode("utf-8", errors="replace")
 
     async def json(self) -> Any:
         return json.loads(await self.read())
@@ -644,7 +611,6 @@ class _Connection:
         self.reader, self.writer, self.server = reader, writer, server
         sock = writer.get_extra_info("sockname")
         self.local_host = f"{sock[0]}:{sock[1]}" if sock else ""
-        self.has_body = False
         self._length: int | None = 0  # bytes of body left; None: chunked
         self._chunked_done = True
         self.upgraded = False
@@ -681,9 +647,6 @@ class _Connection:
         if request.version == 0:
             return "keep-alive" in conn
         return "close" not in conn
-
-    def body_left(self) -> bool:
-        return bool(self._length) or (self._length is None and not self._chunked_done)
 
     async def read_body(self, limit: int) -> bytes:
         if self._length is None:
@@ -756,12 +719,12 @@ class _Connection:
         if te:
             if te != "chunked" or cl:
                 raise _BadRequest("Unsupported Transfer-Encoding or both framings given")
-            self._length, self._chunked_done, self.has_body = None, False, True
+            self._length, self._chunked_done = None, False
             return
         if len(set(cl)) > 1 or (cl and not cl[0].isdigit()):
             raise _BadRequest("Invalid Content-Length")
         self._length = int(cl[0]) if cl else 0
-        self._chunked_done, self.has_body = True, bool(self._length)
+        self._chunked_done = True
 
     async def serve(self) -> None:
         try:
@@ -982,11 +945,6 @@ class WebSocketResponse(StreamResponse):
         if self.closed:
             raise ConnectionResetError("Cannot write to closing transport")
         await self._send_frame(WSMsgType.BINARY, bytes(data))
-
-    async def send_str(self, data: str) -> None:
-        if self.closed:
-            raise ConnectionResetError("Cannot write to closing transport")
-        await self._send_frame(WSMsgType.TEXT, data.encode())
 
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
         if self.closed or self._conn is None:
