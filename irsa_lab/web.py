@@ -66,6 +66,7 @@ Middleware = Callable[["Request", Handler], Awaitable["StreamResponse"]]
 
 KEEPALIVE_S = 75.0  # aiohttp's keepalive_timeout
 MAX_HEAD = 64 * 1024  # request line and headers together
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP/1\.([01])")
 
 
@@ -791,27 +792,47 @@ class Server:
         self.connections: set[asyncio.Task[None]] = set()
         self.writers: set[asyncio.StreamWriter] = set()
         self._servers: list[asyncio.Server] = []
+        self._closing = False
 
     @property
     def addresses(self) -> list[Any]:
         return [sock.getsockname() for srv in self._servers for sock in srv.sockets]
 
     async def add_socket(self, sock: Any, tls: ssl.SSLContext | None = None) -> None:
-        """Serve the same application on one more listening socket too."""
-        if tls is None:
-            srv = await asyncio.start_server(self._connected, sock=sock, limit=MAX_HEAD)
-        else:
-            srv = await asyncio.start_server(
-                self._connected, sock=sock, ssl=tls, limit=MAX_HEAD, ssl_handshake_timeout=10
-            )
+        """Serve the same application on one more listening socket too.
+
+        With ``tls`` the handshake is made inside the connection's task, not by the
+        listener: a connection still shaking hands is then one :meth:`close` ends, where
+        asyncio's own TLS listener would leave it open (Python 3.11 tracks none).
+        """
+
+        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._connected(reader, writer, tls)
+
+        srv = await asyncio.start_server(connected, sock=sock, limit=MAX_HEAD)
         self._servers.append(srv)
 
-    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _connected(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        if self._closing:  # accepted just as the server closed
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
         self.writers.add(writer)
         try:
+            if tls is not None:
+                try:
+                    await writer.start_tls(tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S)
+                except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
+                    # A client that is not TLS, or left: nothing to answer.
+                    writer.transport.abort()
+                    return
             await _Connection(reader, writer, self).serve()
         except asyncio.CancelledError:
             # Only close() cancels a connection, and the task ends here: asyncio (3.11)
@@ -823,6 +844,17 @@ class Server:
 
     async def close(self) -> None:
         """Stop listening, run the shutdown hooks, then end every connection."""
+        self._closing = True
+        # Stop accepting first, and let the connections asyncio has just accepted get
+        # their transports (in tasks of their own) and reach _connected, which ends them.
+        # Closing the listener at once would leave such a socket open and never answered:
+        # Python 3.11 fails to attach it to a closed server and does not close it.
+        loop = asyncio.get_running_loop()
+        for srv in self._servers:
+            for sock in srv.sockets:
+                loop.remove_reader(sock.fileno())
+        for _ in range(5):
+            await asyncio.sleep(0)
         for srv in self._servers:
             srv.close()
         for hook in self.app.on_shutdown:

@@ -243,3 +243,26 @@ def test_stopping_a_server_with_idle_keep_alive_connections_logs_no_error(
     finally:
         loop.stop()
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+def test_a_connection_still_before_its_tls_handshake_is_closed_with_the_server() -> None:
+    from irsa_lab.pki import LabCA
+
+    ca = LabCA.create()
+    loop = ServerLoop("test-web-tls").start()
+    try:
+        served = loop.serve("t", _app(), tls=ca.issue().server_context())
+        # A client that connects and never starts TLS (a port probe, a plain-HTTP client).
+        with socket.create_connection(("127.0.0.1", served.port), timeout=5) as idle:
+            loop.unserve("t")
+            assert idle.recv(1) == b""  # the server ended it, not the client
+        # The same server answers a real TLS client with HTTP.
+        served = loop.serve("t2", _app(), tls=ca.issue().server_context())
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", served.port, context=ca.client_context(), timeout=5
+        )
+        with closing(conn):
+            conn.request("POST", "/items/x", body=b"abc")
+            assert json.loads(conn.getresponse().read())["len"] == 3
+    finally:
+        loop.stop()
