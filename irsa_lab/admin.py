@@ -167,6 +167,11 @@ def admin_app(control: LabControl, token: str) -> web.Application:
         await call(control.stop_webhook if action == "stop" else control.start_webhook)
         return ok({"running": await call(control.webhook_running)})
 
+    async def pod_identity_config(request: web.Request) -> web.Response:
+        body = await _body(request, {"timeout": (int, float)})
+        await call(control.wait_for_pod_identity_config, float(body.get("timeout", 10.0)))
+        return ok()
+
     async def get_token_status(request: web.Request) -> web.Response:
         return ok({"tokens": await call(control.token_status, request.match_info["uid"])})
 
@@ -200,6 +205,7 @@ def admin_app(control: LabControl, token: str) -> web.Application:
     app.router.add_post("/issuer-keys/forget", forget_keys)
     app.router.add_get("/webhook", get_webhook)
     app.router.add_post("/webhook/{action:stop|start}", webhook_action)
+    app.router.add_post("/webhook/pod-identity-config/wait", pod_identity_config)
     app.router.add_get("/token-status/{uid}", get_token_status)
     app.router.add_get("/clock", get_clock)
     app.router.add_post("/clock/advance", advance)
@@ -351,6 +357,9 @@ class RemoteControl:
 
     def start_webhook(self) -> None:
         self._request("POST", "/webhook/start")
+
+    def wait_for_pod_identity_config(self, timeout: float = 10.0) -> None:
+        self._request("POST", "/webhook/pod-identity-config/wait", {"timeout": timeout})
 
     # -- the kubelet and the clock -------------------------------------------------------------------
     def token_status(self, pod_uid: str) -> list[dict[str, Any]]:

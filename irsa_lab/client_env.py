@@ -28,6 +28,8 @@ def lab_environment(endpoints: Mapping[str, Any], *, admin: bool = True) -> dict
         "AWS_ENDPOINT_URL_IAM": str(ep["iam"]),
         "AWS_ENDPOINT_URL_S3": str(ep["s3"]),
         "AWS_ENDPOINT_URL_EC2": str(ep["ec2"]),
+        **({"AWS_ENDPOINT_URL_EKS": str(ep["eks"])} if ep.get("eks") else {}),
+        **({"AWS_ENDPOINT_URL_EKS_AUTH": str(ep["eks_auth"])} if ep.get("eks_auth") else {}),
         "AWS_CA_BUNDLE": str(ep["ca_bundle"]),
         "AWS_EC2_METADATA_SERVICE_ENDPOINT": str(ep["imds"]),
         "AWS_DEFAULT_REGION": str(ep["region"]),

@@ -79,6 +79,7 @@ class LabControl(Protocol):
     def webhook_running(self) -> bool: ...
     def stop_webhook(self) -> None: ...
     def start_webhook(self) -> None: ...
+    def wait_for_pod_identity_config(self, timeout: float = 10.0) -> None: ...
 
     # the kubelet and the lab clock
     def token_status(self, pod_uid: str) -> list[dict[str, Any]]: ...
@@ -156,6 +157,7 @@ class StackControl:
 
     def forget_issuer_keys(self) -> None:
         self.stack.aws.fetcher.invalidate()
+        self.stack.aws.eks_auth_fetcher.invalidate()
 
     # -- the webhook ------------------------------------------------------------------------
     def webhook_running(self) -> bool:
@@ -166,6 +168,11 @@ class StackControl:
 
     def start_webhook(self) -> None:
         self.stack.start_webhook()
+
+    def wait_for_pod_identity_config(self, timeout: float = 10.0) -> None:
+        """Until the webhook uses the current Pod Identity associations (the upstream
+        binary reloads its config file on its own, a moment after each change)."""
+        self.stack.wait_for_pod_identity_config(timeout)
 
     # -- the kubelet and the clock -------------------------------------------------------------
     def token_status(self, pod_uid: str) -> list[dict[str, Any]]:

@@ -88,6 +88,7 @@ def pod_aws_env(endpoints: Mapping[str, str]) -> dict[str, str]:
         "AWS_ENDPOINT_URL_IAM": endpoints["iam"],
         "AWS_ENDPOINT_URL_S3": endpoints["s3"],
         **({"AWS_ENDPOINT_URL_EC2": endpoints["ec2"]} if endpoints.get("ec2") else {}),
+        **({"AWS_ENDPOINT_URL_EKS": endpoints["eks"]} if endpoints.get("eks") else {}),
         "AWS_CA_BUNDLE": endpoints["ca_bundle"],
         "AWS_EC2_METADATA_SERVICE_ENDPOINT": endpoints.get("imds_pod") or endpoints["imds"],
     }

@@ -53,7 +53,7 @@ __all__ = [
 
 BACKENDS = ("embedded", "k8s", "running", "kind")
 # The AWS stand-ins a lab serves, by their endpoints.json key (boto3's service name).
-AWS_SERVICES = ("sts", "iam", "s3", "ec2")
+AWS_SERVICES = ("sts", "iam", "s3", "ec2", "eks", "eks-auth")
 
 
 class LabError(RuntimeError):
@@ -481,8 +481,9 @@ class Lab:
 
         Any other name raises :class:`LabError` naming the services the lab has."""
         ep = self.endpoints
-        if not ep.get(service) or service not in AWS_SERVICES:
-            known = ", ".join(s for s in AWS_SERVICES if ep.get(s))
+        key = service.replace("-", "_")  # eks-auth is endpoints.json's eks_auth
+        if not ep.get(key) or service not in AWS_SERVICES:
+            known = ", ".join(s for s in AWS_SERVICES if ep.get(s.replace("-", "_")))
             hint = (
                 " (this lab was started before it had EC2: restart it)"
                 if service in AWS_SERVICES
@@ -496,7 +497,7 @@ class Lab:
             "aws_secret_access_key": ep["admin_secret_access_key"],
         }
         return boto3.session.Session(region_name=ep["region"], **creds).client(
-            service, endpoint_url=ep[service], verify=ep["ca_bundle"]
+            service, endpoint_url=ep[key], verify=ep["ca_bundle"]
         )
 
     def exec(

@@ -10,6 +10,7 @@ every run.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -27,6 +28,8 @@ from .aws import iam as iam_mod
 from .aws import imds as imds_mod
 from .aws import s3 as s3_mod
 from .aws import sts as sts_mod
+from .aws.eks import service as eks_service
+from .aws.eks.associations import Associations
 from .aws.model import Account
 from .aws.oidc_client import OidcKeyFetcher
 from .aws.scenario import DefaultScenario, seed_default
@@ -47,9 +50,14 @@ from .pki import LOOPBACK, LabCA, SigningKey, write_secret
 from .trace import Trace, facts_path
 from .webhook import server as webhook_server
 from .webhook.config import pod_identity_webhook_configuration
+from .webhook.container_credentials import ConfigFileSync, config_path
 from .webhook.service_account_get import StoreGetter
 from .webhook.service_account_watcher import ApiServerWatcher
-from .webhook.settings import LAB_LOOKUP_GRACE_PERIOD_S, WebhookSettings
+from .webhook.settings import (
+    LAB_LOOKUP_GRACE_PERIOD_S,
+    ContainerCredentialsSettings,
+    WebhookSettings,
+)
 
 __all__ = [
     "AwsHandle",
@@ -94,6 +102,9 @@ class Endpoints:
     admin_secret_access_key: str
     imds_pod: str = ""
     ec2: str = ""
+    eks: str = ""
+    eks_auth: str = ""
+    pod_identity_agent: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -141,15 +152,31 @@ class AwsSide:
     wall_clock: Clock
     ids: Ids
     trace: Trace
+    # Trusts the AWS side's own certificate: the Pod Identity agent calls EKS Auth with it.
+    client_ssl: ssl.SSLContext
     account: Account = field(init=False)
     fetcher: OidcKeyFetcher = field(init=False)
+    eks_auth_fetcher: OidcKeyFetcher = field(init=False)
     scenario: DefaultScenario = field(init=False)  # seeded by start()
     imds_settings: imds_mod.ImdsSettings = field(default_factory=imds_mod.ImdsSettings, init=False)
     urls: dict[str, str] = field(default_factory=dict, init=False)
+    associations: Associations = field(init=False)  # EKS Pod Identity, the one cluster's
+    # What EKS's DescribeCluster shows; endpoints() adds the API server's URL and CA.
+    cluster: eks_service.Cluster = field(init=False)
 
     def __post_init__(self, resolve: dict[str, str], discovery_ssl: ssl.SSLContext) -> None:
         self.account = Account(C.ACCOUNT_ID, clock=self.clock, ids=self.ids)
         self.fetcher = OidcKeyFetcher(resolve, discovery_ssl, self.clock, self.trace)
+        # EKS Auth is another service: it fetches and caches the cluster's keys itself.
+        self.eks_auth_fetcher = OidcKeyFetcher(
+            resolve, discovery_ssl, self.clock, self.trace, who="eks-auth"
+        )
+        self.associations = Associations(
+            cluster_name=C.CLUSTER_NAME,
+            region=C.REGION,
+            account_id=C.ACCOUNT_ID,
+            wall_clock=self.wall_clock.now,
+        )
 
     def endpoints(
         self,
@@ -162,6 +189,8 @@ class AwsSide:
         extra: dict[str, Any],
     ) -> Endpoints:
         """The contract file's contents: this AWS side's URLs and the cluster's."""
+        self.cluster.endpoint = apiserver
+        self.cluster.certificate_authority = base64.b64encode(Path(ca_bundle).read_bytes()).decode()
         return Endpoints(
             apiserver=apiserver,
             webhook=webhook,
@@ -171,6 +200,9 @@ class AwsSide:
             imds=self.urls["imds"],
             imds_pod=self.urls["imds-pod"],
             ec2=self.urls["ec2"],
+            eks=self.urls["eks"],
+            eks_auth=self.urls["eks-auth"],
+            pod_identity_agent=self.urls["pod-identity-agent"],
             issuer=self.issuer,
             oidc=oidc,
             ca_bundle=ca_bundle,
@@ -230,7 +262,53 @@ class AwsSide:
                 trace=trace,
             )
             self.urls[name] = serve(name, app).url
+        # EKS: the cluster as DescribeCluster shows it, and its Pod Identity associations.
+        self.cluster = eks_service.Cluster(
+            C.CLUSTER_NAME,
+            region=C.REGION,
+            account_id=C.ACCOUNT_ID,
+            issuer=self.issuer,
+            created_at=self.clock.now(),
+            version=f"{C.KUBERNETES_VERSION['major']}.{C.KUBERNETES_VERSION['minor']}",
+        )
+        eks_app = eks_service.make_app(
+            acct, self.associations, self.cluster, trace=trace, wall_clock=wall
+        )
+        self.urls["eks"] = serve("eks", eks_app, tls=self.tls).url
+        self._start_pod_identity()
         return self
+
+    def _start_pod_identity(self) -> None:
+        """EKS Auth (HTTPS) and the node's Pod Identity agent (plain HTTP, on loopback where
+        EKS has 169.254.170.23): docs/reference/pod-identity.md §2, §4.7."""
+        from .aws.eks import agent as agent_mod
+        from .aws.eks import auth as auth_mod
+
+        app = auth_mod.make_app(
+            self.account,
+            self.associations,
+            issuer=self.issuer,
+            keys_for_issuer=self.eks_auth_fetcher.keys,
+            clock=self.clock,
+            wall_clock=self.wall_clock,
+            trace=self.trace,
+            region=C.REGION,
+        )
+        self.urls["eks-auth"] = self.loop.serve("eks-auth", app, tls=self.tls).url
+        agent = agent_mod.make_app(
+            cluster=C.CLUSTER_NAME,
+            eks_auth_url=lambda: self.urls["eks-auth"],
+            node_credentials=lambda: imds_mod.node_credentials(
+                self.account, C.NODE_ROLE_NAME, wall_clock=self.wall_clock, ids=self.ids
+            ),
+            ssl_context=self.client_ssl,
+            region=C.REGION,
+            clock=self.clock,
+            wall_clock=self.wall_clock,
+            trace=self.trace,
+        )
+        served = self.loop.serve("pod-identity-agent", agent)
+        self.urls["pod-identity-agent"] = served.url + agent_mod.credentials_path()
 
 
 @dataclass
@@ -280,6 +358,7 @@ def start_aws_for_issuer(
             issuer=issuer,
             resolve={issuer: base},
             discovery_ssl=discovery_ssl,
+            client_ssl=ca.client_context(),
             clock=clock,
             wall_clock=clock,
             ids=Ids(seed),
@@ -383,6 +462,7 @@ class WithAwsSide:
             issuer=self.issuer_url,
             resolve=resolve,
             discovery_ssl=self.ca.client_context(),
+            client_ssl=self.ca.client_context(),
             clock=self.clock,
             wall_clock=wall_clock,
             ids=self.ids,
@@ -489,9 +569,16 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
         self.sa_cache.cache.getter = StoreGetter(
             lambda ns, name: store.get("serviceaccounts", ns, name)
         )
+        # Pod Identity mode, fed as on EKS: a file of the associations' identities that
+        # the webhook watches (docs/reference/pod-identity.md §5.2, §5.3).
+        self.pod_identity_config = ConfigFileSync(self.aws.associations, config_path(state)).start()
         self.webhook_settings = WebhookSettings.lab(
             service_account_lookup_grace_period=LAB_LOOKUP_GRACE_PERIOD_S,
             service_account_lookup_consistent=True,
+            container_credentials=ContainerCredentialsSettings(
+                full_uri=self.aws.urls.get("pod-identity-agent", C.CONTAINER_CREDENTIALS_FULL_URI),
+                watch_config=str(self.pod_identity_config.path),
+            ),
         )
         self._tls = ctx
         self.start_webhook()
@@ -546,6 +633,13 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
         web.note_activity()
         # kubectl exec runs commands as `irsa-lab exec` does, from these endpoints.
         self.apiserver.pod_exec = EmbeddedExec(state)
+
+    def wait_for_pod_identity_config(self, timeout: float = 10.0) -> None:
+        """Return once the webhook uses the current associations' identities.
+
+        The embedded webhook reads the file on each request, so it always does; this is
+        here so that code written for either backend can wait the same way.
+        """
 
     # -- breaking the chain on purpose ---------------------------------------------------
     @property
@@ -619,7 +713,7 @@ class EmbeddedLab(StartsOnce, WithAwsSide):
                 f"  Kubernetes API  {ep.apiserver}   (kubeconfig: {ep.kubeconfig})",
                 f"  pod identity webhook  {ep.webhook}",
                 f"  OIDC issuer     {ep.issuer}  -> served at {ep.oidc}",
-                f"  STS {ep.sts}   IAM {ep.iam}   S3 {ep.s3}   EC2 {ep.ec2}",
+                f"  STS {ep.sts}   IAM {ep.iam}   S3 {ep.s3}   EC2 {ep.ec2}   EKS {ep.eks}",
                 f"  IMDS {ep.imds} (node)  {ep.imds_pod} (seen from a pod)",
                 f"  `irsa-lab env{'' if self.state_dir == default_state_dir().resolve() else ' --state-dir ' + str(self.state_dir)}` prints the settings for kubectl, boto3 and the aws CLI",
             ]

@@ -197,6 +197,21 @@ def test_the_webhook_stops_and_starts_from_the_other_process(admin: Admin) -> No
     assert admin.stack.webhook_running and admin.remote.webhook_running()
 
 
+def test_waiting_for_the_pod_identity_config_returns_once_the_webhook_has_it(
+    admin: Admin,
+) -> None:
+    associations = admin.stack.aws.associations
+    made = associations.create("default", "waited-sa", C.ROLE_ARN)
+    try:
+        admin.remote.wait_for_pod_identity_config(timeout=5)
+        config = json.loads(admin.stack.pod_identity_config.path.read_text())
+        assert {"namespace": "default", "serviceAccount": "waited-sa"} in config["identities"]
+    finally:
+        associations.delete(made.association_id)
+    status, answer = raw(admin, "POST", "/webhook/pod-identity-config/wait", b'{"timeout": "x"}')
+    assert status == 400 and "wrong type" in answer["message"]
+
+
 def assume_role(admin: Admin) -> None:
     """A real AssumeRoleWithWebIdentity with the default pod's token."""
     uid = default_pod(admin)["metadata"]["uid"]

@@ -108,6 +108,8 @@ def test_env_prints_export_lines_for_kubectl_boto3_and_the_aws_cli(
         "AWS_ENDPOINT_URL_IAM",
         "AWS_ENDPOINT_URL_S3",
         "AWS_ENDPOINT_URL_EC2",
+        "AWS_ENDPOINT_URL_EKS",
+        "AWS_ENDPOINT_URL_EKS_AUTH",
         "AWS_CA_BUNDLE",
         "AWS_EC2_METADATA_SERVICE_ENDPOINT",
         "AWS_DEFAULT_REGION",

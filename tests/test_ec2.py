@@ -254,8 +254,8 @@ def test_the_node_role_may_describe_but_not_modify_the_instance(
 
 
 def test_an_unknown_service_name_is_a_lab_error_naming_the_known_ones(lab: Lab) -> None:
-    with pytest.raises(LabError, match="it has: sts, iam, s3, ec2"):
-        lab.aws_client("eks")
+    with pytest.raises(LabError, match="it has: sts, iam, s3, ec2, eks, eks-auth"):
+        lab.aws_client("lambda")
 
 
 def test_the_aws_cli_describes_the_instance_and_reports_errors(

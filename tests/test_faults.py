@@ -472,8 +472,9 @@ def test_two_stacks_run_side_by_side_on_free_ports(tmp_path: Path) -> None:
     with first, second:
         ports_a = {s.port for s in first.loop.served().values()}
         ports_b = {s.port for s in second.loop.served().values()}
-        # oidc, sts, iam, s3, ec2, imds (node), imds (pod), apiserver, webhook, admin
-        assert len(ports_a) == len(ports_b) == 10 and not ports_a & ports_b
+        # oidc, sts, iam, s3, ec2, imds (node), imds (pod), eks, eks-auth, the Pod Identity
+        # agent, apiserver, webhook, admin
+        assert len(ports_a) == len(ports_b) == 13 and not ports_a & ports_b
         for stack in (first, second):
             ctx = ssl.create_default_context(cafile=stack.endpoints.ca_bundle)
             url = stack.endpoints.apiserver + "/version"

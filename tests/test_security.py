@@ -70,9 +70,12 @@ def test_the_kernel_lists_the_stacks_ports_as_listening_on_loopback_only(
         assert listening.get(srv.port) == {"127.0.0.1"}, (name, listening.get(srv.port))
 
 
-def test_only_imds_speaks_plain_http_as_on_ec2(stack: EmbeddedLab) -> None:
+def test_only_imds_and_the_pod_identity_agent_speak_plain_http_as_on_aws(
+    stack: EmbeddedLab,
+) -> None:
     plain = {n for n, s in stack.loop.served().items() if s.url.startswith("http://")}
-    assert plain == {"imds", "imds-pod"}
+    # As on AWS: botocore allows plain HTTP to both (docs/reference/pod-identity.md §4.2).
+    assert plain == {"imds", "imds-pod", "pod-identity-agent"}
 
 
 def test_key_files_and_files_holding_secrets_are_0600(stack: EmbeddedLab) -> None:

@@ -116,7 +116,8 @@ class _Cached:
 
 @dataclass(eq=False)
 class OidcKeyFetcher:
-    """Fetches and caches issuers' JWKS over HTTPS, as STS does.
+    """Fetches and caches issuers' JWKS over HTTPS, as STS does (and EKS Auth, with a
+    cache of its own: ``who`` names the fetching service in the trace).
 
     ``resolve`` maps ``scheme://host[:port]`` of an issuer, or a whole issuer URL, to a
     local base URL (``{"https://oidc.eks.eu-west-1.amazonaws.com": "https://127.0.0.1:43123"}``).
@@ -132,6 +133,7 @@ class OidcKeyFetcher:
     _: KW_ONLY
     ttl: float = 3600.0
     timeout: float = 2.0
+    who: str = "sts"  # the service that fetches, as the trace names it (STS, EKS Auth)
     _cache: dict[str, _Cached] = field(default_factory=dict, init=False, repr=False)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
 
@@ -205,7 +207,9 @@ class OidcKeyFetcher:
         aiohttp = aiohttp_module()
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         connector = aiohttp.TCPConnector(ssl=self.ssl_context, force_close=True)
-        headers = {"User-Agent": STS_USER_AGENT}
+        # The OIDC host names the caller by its User-Agent (kube/oidc.py: KNOWN_USER_AGENTS).
+        agent = STS_USER_AGENT if self.who == "sts" else f"irsa-lab-{self.who}"
+        headers = {"User-Agent": agent}
         async with aiohttp.ClientSession(
             timeout=timeout, connector=connector, headers=headers
         ) as session:
@@ -228,12 +232,12 @@ class OidcKeyFetcher:
                 keys = parse_jwks(jwks)
             except ValueError as exc:
                 raise self._bad(jwks_uri, "jwks", str(exc)) from None
-            self.trace.record("sts", "oidc", "JWKS keys", kids=sorted(keys))
+            self.trace.record(self.who, "oidc", "JWKS keys", kids=sorted(keys))
             return keys
 
     def _bad(self, url: str, what: str, why: str) -> AwsError:
         self.trace.record(
-            "sts", "oidc", f"check {what}", "IDPCommunicationError", url=url, reason=why
+            self.who, "oidc", f"check {what}", "IDPCommunicationError", url=url, reason=why
         )
         return idp_unreachable(f"{what} at {url}: {why}", url=url)
 
@@ -244,7 +248,7 @@ class OidcKeyFetcher:
 
         def record(outcome: str, **detail: Any) -> None:
             ms = (time.perf_counter() - started) * 1000
-            self.trace.record("sts", "oidc", call, outcome, duration_ms=ms, url=url, **detail)
+            self.trace.record(self.who, "oidc", call, outcome, duration_ms=ms, url=url, **detail)
 
         try:
             async with session.get(local, allow_redirects=False) as resp:

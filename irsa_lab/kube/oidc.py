@@ -49,8 +49,9 @@ DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/keys"
 # A caller may name itself for the trace (a notebook, a test).
 CALLER_HEADER = "X-Irsa-Lab-Caller"
-# The callers known by their User-Agent (the STS stand-in's fetcher sends STS_USER_AGENT).
-KNOWN_USER_AGENTS = {"irsa-lab-sts": "sts"}
+# The callers known by their User-Agent (the STS stand-in's fetcher sends STS_USER_AGENT,
+# EKS Auth's "irsa-lab-eks-auth").
+KNOWN_USER_AGENTS = {"irsa-lab-sts": "sts", "irsa-lab-eks-auth": "eks-auth"}
 UNKNOWN_CALLER = "unknown"
 # The API server sends this on both discovery endpoints (§2.2); EKS's own caching
 # headers are not documented in the specs, so the host keeps the same policy.

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 from .. import constants as C
@@ -35,6 +35,7 @@ from ..kube.admission_review import (
     review_answer,
 )
 from ..trace import Trace
+from .container_credentials import IdentitiesFile
 from .go_json import struct_field_error, value_error
 from .mutate import MutationResult, PodDecodeError, check_pod, mutate_pod
 from .service_account_cache import Lookup
@@ -51,6 +52,7 @@ __all__ = [
     "make_app",
     "review",
     "review_async",
+    "watched_settings",
 ]
 
 BAD_CONTENT = "bad content"
@@ -295,6 +297,34 @@ async def review_async(
     return _answer(req, found.annotations, settings=settings, rng=rng, lookup=found)
 
 
+def watched_settings(settings: WebhookSettings) -> Callable[[], WebhookSettings]:
+    """The settings to use for the next request, reading the watched identities file.
+
+    Without Pod Identity mode or without ``watch_config``, always ``settings``. Otherwise
+    ``settings`` with the identities the file holds now (docs/reference/pod-identity.md
+    §5.2: missing or empty means none, unparsable keeps the previous ones); the file is
+    read on every call, so a write is in force for the next pod, as upstream's reload
+    follows the write within milliseconds (§5.3).
+    """
+    cc = settings.container_credentials
+    if cc is None or not cc.watch_config:
+        return lambda: settings
+    watched = IdentitiesFile(cc.watch_config)
+    built: dict[frozenset[tuple[str, str]], WebhookSettings] = {}
+
+    def current() -> WebhookSettings:
+        identities = watched.current()
+        found = built.get(identities)
+        if found is None:
+            built.clear()
+            found = built[identities] = replace(
+                settings, container_credentials=replace(cc, identities=identities)
+            )
+        return found
+
+    return current
+
+
 def make_app(
     *,
     cache: ServiceAccountLookup,
@@ -311,7 +341,11 @@ def make_app(
     grace period applies. Every review is recorded in ``trace`` as ``apiserver →
     webhook`` (with ``lookup`` when the grace period came into play); ``on_review``
     (optional) sees each :class:`ReviewOutcome`, for the lab's explanations.
+
+    With Pod Identity mode on and a ``watch_config`` file in the settings, each request
+    uses the identities the file holds at that moment (:func:`watched_settings`).
     """
+    current_settings = watched_settings(settings)
 
     async def mutate(request: web.Request) -> web.StreamResponse:
         started = clock.now()
@@ -336,10 +370,11 @@ def make_app(
                 duration_ms=(clock.now() - started) * 1000,
             )
             raise
+        now = current_settings()
         if isinstance(cache, WaitingLookup):
-            outcome = await review_async(body, lookup=cache, settings=settings, rng=rng)
+            outcome = await review_async(body, lookup=cache, settings=now, rng=rng)
         else:
-            outcome = review(body, lookup=cache, settings=settings, rng=rng)
+            outcome = review(body, lookup=cache, settings=now, rng=rng)
         result = outcome.result
         detail: dict[str, Any] = {
             "uid": outcome.uid,

@@ -33,11 +33,15 @@ class ContainerCredentialsSettings:
     """Pod Identity mode: the ``--container-credentials-*`` flags and the watched identities.
 
     ``identities`` holds the ``(namespace, serviceAccount)`` pairs of the watched config
-    file (``--watch-container-credentials-config``); a pod whose pair is listed is
-    mutated in this mode, even when its ServiceAccount also has a role ARN.
+    file; a pod whose pair is listed is mutated in this mode, even when its ServiceAccount
+    also has a role ARN. ``watch_config`` is ``--watch-container-credentials-config``:
+    when set, the webhook's app reads the identities from that file on each request
+    (:class:`~irsa_lab.webhook.container_credentials.IdentitiesFile`,
+    docs/reference/pod-identity.md §5.2, §5.3) instead of using ``identities``.
     """
 
     identities: frozenset[tuple[str, str]] = frozenset()
+    watch_config: str = ""
     audience: str = C.CONTAINER_CREDENTIALS_AUDIENCE
     mount_path: str = C.CONTAINER_CREDENTIALS_MOUNT_PATH
     volume_name: str = C.CONTAINER_CREDENTIALS_VOLUME_NAME

@@ -103,6 +103,9 @@ class Associations:
         self._lock = threading.Lock()
         self._by_id: dict[str, Association] = {}
         self.on_change: list[Callable[[], None]] = []
+        # How to wait until a change has reached the webhook, where that takes a moment
+        # (the upstream binary reloads its config file on its own); None: at once.
+        self.settle: Callable[[], None] | None = None
 
     def create(
         self,
