@@ -57,6 +57,7 @@ from ..kube.tokens import eks_issuer
 from ..pki import LOOPBACK, LabCA, ServerCert, SigningKey, write_secret
 from ..stack import StartsOnce, WithAwsSide
 from ..trace import Trace, facts_path
+from ..webhook.container_credentials import CONFIG_LOADED_LINES, ConfigFileSync, config_path
 from . import binaries
 from .procs import PIDS_FILE, log_tail
 
@@ -87,6 +88,16 @@ DEVIATIONS: list[tuple[str, str, str, str]] = [
         "the same binary and flags, run on the host with its ServiceAccount's token in a kubeconfig",
         "a Deployment's pod with the projected in-cluster token",
         "the same identity and RBAC (the kind manifests'); only how the token reaches it differs",
+    ),
+    (
+        "webhook Pod Identity mode",
+        "two more flags: `--watch-container-credentials-config=<state dir>/pod-identity/"
+        "identities.json`, which the lab rewrites from the EKS associations, and "
+        "`--container-credentials-full-uri=` the Pod Identity agent on loopback",
+        "neither flag (the kind manifests leave Pod Identity mode off); on EKS the control "
+        "plane feeds the same file and the agent listens on 169.254.170.23",
+        "the upstream binary's own mechanism (docs/reference/pod-identity.md §5); only the "
+        "agent's address differs, as botocore allows loopback",
     ),
     (
         "etcd",
@@ -197,6 +208,7 @@ class K8sLab(StartsOnce, WithAwsSide):
         self.timings: dict[str, float] = {}
         self._lock = threading.Lock()
         self.node: NodeAgent | None = None
+        self._config_loads_at_write = 0  # see wait_for_pod_identity_config
 
     # -- lifecycle (start, stop and the with-statement: StartsOnce) ------------------------
     def _teardown(self) -> None:
@@ -249,11 +261,13 @@ class K8sLab(StartsOnce, WithAwsSide):
         self._start_controllers()
         self._seed_cluster()
         self._start_node()
+        # The AWS side first: the webhook's --container-credentials-full-uri is the
+        # Pod Identity agent's URL, and its watched file follows the associations.
+        self.progress("starting the AWS stand-ins")
+        self._start_aws()
         self.progress("starting the pod identity webhook")
         self._start_webhook()
         self._mark("webhook", t0)
-        self.progress("starting the AWS stand-ins")
-        self._start_aws()
         self._wait_ready()
         self._mark("ready", t0)
         self._write_endpoints()
@@ -557,6 +571,20 @@ class K8sLab(StartsOnce, WithAwsSide):
             for a in args
         ]
         args += [f"--kubeconfig={kubeconfig}", f"--metrics-port={_free_port()}"]
+        # Pod Identity mode, as EKS feeds it: a file of the associations' identities
+        # (docs/reference/pod-identity.md §5.1-§5.3), written before the webhook starts
+        # (it loads the file at start and cannot start without the folder).
+        self.pod_identity_config = ConfigFileSync(
+            self.aws.associations,
+            config_path(self.state_dir),
+            before_write=self._pod_identity_config_writing,
+        ).start()
+        # The EKS API answers a change once the binary has reloaded the file.
+        self.aws.associations.settle = self.wait_for_pod_identity_config
+        args += [
+            f"--watch-container-credentials-config={self.pod_identity_config.path}",
+            f"--container-credentials-full-uri={self.aws.urls['pod-identity-agent']}",
+        ]
         self._webhook_args = args
         self._spawn_webhook()
         self._apply(
@@ -581,6 +609,45 @@ class K8sLab(StartsOnce, WithAwsSide):
                 return bool(resp.status == 200)
 
         self._until("waiting for the pod identity webhook", healthy, proc, 30)
+        # A fresh log: the load at start-up is the one to wait for.
+        self._config_loads_at_write = 0
+
+    def _config_loads(self) -> int:
+        """How many times the running webhook has logged loading the watched file."""
+        proc = self._webhook_proc()
+        if proc is None:
+            return 0
+        try:
+            text = proc.log.read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(text.count(line) for line in CONFIG_LOADED_LINES)
+
+    def _pod_identity_config_writing(self) -> None:
+        # Counted just before the file is replaced: the binary's reload follows the
+        # rename within milliseconds, often before the writer's next line (§5.3). A
+        # load logged after this count read this file, or, if the previous write's
+        # reload was still under way at this very moment, that one; its own event then
+        # brings another load a few milliseconds later.
+        self._config_loads_at_write = self._config_loads()
+
+    def wait_for_pod_identity_config(self, timeout: float = 10.0) -> None:
+        """Return once the upstream webhook has reloaded the file the last change wrote.
+
+        The binary reloads asynchronously, through fsnotify, within milliseconds of the
+        write; it exposes no loaded set, so this watches its log for a new load line
+        (docs/reference/pod-identity.md §5.3). K8sError after ``timeout`` seconds.
+        """
+        proc = self._webhook_proc()
+        if proc is None or proc.popen.poll() is not None:
+            return  # a stopped webhook loads the current file when it starts again
+        target = self._config_loads_at_write
+        self._until(
+            "waiting for the webhook to load the Pod Identity config file",
+            lambda: self._config_loads() > target,
+            proc,
+            timeout,
+        )
 
     # -- breaking the chain on purpose (the same calls as the embedded lab's) ---------------
     def _webhook_proc(self) -> _Proc | None:
