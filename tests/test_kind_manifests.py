@@ -157,6 +157,9 @@ def test_deployment_runs_the_upstream_image_pinned_by_tag_with_the_lab_flags(
         "--token-audience": "sts.amazonaws.com",
         "--aws-default-region": "eu-west-1",
         "--sts-regional-endpoint": "true",
+        # Pod Identity mode (tests/test_kind_pod_identity.py checks the file's delivery)
+        "--watch-container-credentials-config": "/etc/irsa-lab/pod-identity/identities.json",
+        "--container-credentials-full-uri": "http://169.254.170.23/v1/credentials",
     }
 
 
@@ -164,8 +167,8 @@ def test_deployment_mounts_the_tls_secret_where_the_flags_look(
     docs: dict[str, dict[str, Any]],
 ) -> None:
     pod = docs["Deployment"]["spec"]["template"]["spec"]
-    (mount,) = pod["containers"][0]["volumeMounts"]
-    (volume,) = pod["volumes"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "cert")
+    volume = next(v for v in pod["volumes"] if v["name"] == "cert")
     assert volume["name"] == mount["name"]
     assert volume["secret"]["secretName"] == docs["Secret"]["metadata"]["name"]
     assert mount["mountPath"] == "/etc/webhook/certs" and mount["readOnly"] is True

@@ -116,7 +116,9 @@ def test_only_the_pod_facing_stand_ins_listen_on_the_gateway(aws: AwsHandle) -> 
     for name, served in aws.loop.served().items():
         hosts = {a[0] for a in served.server.addresses}
         expected = (
-            {"127.0.0.1", GATEWAY} if name in ("sts", "iam", "s3", "imds-pod") else {"127.0.0.1"}
+            {"127.0.0.1", GATEWAY}
+            if name in ("sts", "iam", "s3", "imds-pod", "pod-identity-agent")
+            else {"127.0.0.1"}
         )
         assert hosts == expected, name
 

@@ -4,7 +4,8 @@ amazon-eks-pod-identity-webhook in it and the lab's AWS stand-ins trusting it.
 Everything the cluster needs is rendered by pure functions (``config``, ``keys``,
 ``manifests``, ``network``) and checked without Docker; ``cluster`` is the thin edge
 that calls docker, kind and kubectl; ``exec`` runs commands in a pod's real container
-(``kubectl exec``); ``checks`` holds the doctor checks. See docs/kind.md.
+(``kubectl exec``); ``pod_identity`` feeds the webhook's Pod Identity mode and routes pods
+to the agent; ``checks`` holds the doctor checks. See docs/kind.md.
 """
 
 from __future__ import annotations

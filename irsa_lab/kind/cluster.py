@@ -19,7 +19,10 @@
 7. where pods reach the host (:mod:`irsa_lab.kind.network`), then the AWS stand-ins
    trusting the cluster's issuer (``irsa_lab.stack.start_aws_for_issuer``), also
    listening there, and their CA in the ConfigMap ``default/irsa-lab-ca``;
-8. ``<state>/endpoints.json`` (0600) with ``"backend": "kind"``, the pod-side URLs and
+8. EKS Pod Identity (:mod:`irsa_lab.kind.pod_identity`): a DNAT rule in the node that
+   sends pods' ``169.254.170.23:80`` to the agent's pod-side listener, and the webhook's
+   identities file written into the node from the associations, then on every change;
+9. ``<state>/endpoints.json`` (0600) with ``"backend": "kind"``, the pod-side URLs and
    ``oidc_ca_bundle`` (the cluster CA the issuer's discovery URL chains to).
 
 Every wait retries a failed ``kubectl`` call until its deadline; the sum of the step
@@ -74,6 +77,7 @@ from .manifests import (
     why_not_mutated,
 )
 from .network import PodNetwork, ca_configmap, pod_network
+from .pod_identity import NODE_CONFIG_FILE, NodeConfigSync, node_container, route_agent
 
 __all__ = [
     "APPLY_TIMEOUT_S",
@@ -174,6 +178,8 @@ def step_timeouts() -> dict[str, float]:
         "docker info / network inspect": 2 * DOCKER_TIMEOUT_S,
         "AWS stand-ins": AWS_START_S,
         "kubectl apply (CA ConfigMap)": APPLY_TIMEOUT_S,
+        # the agent's DNAT rule, then the identities file (one log read, one write)
+        "docker exec (Pod Identity)": 3 * DOCKER_TIMEOUT_S,
     }
 
 
@@ -190,6 +196,7 @@ class KindLab:
     aws: object | None = None
     name: str = KIND_CLUSTER_NAME
     steps: list[str] = field(default_factory=list)
+    pod_identity: NodeConfigSync | None = None  # the node's identities file, kept in step
 
     def stop_aws(self) -> None:
         """Stop the AWS stand-ins; the cluster keeps running until :func:`kind_down`.
@@ -201,6 +208,9 @@ class KindLab:
         with contextlib.suppress(OSError, ValueError):
             if self.endpoints and json.loads(path.read_text()) == self.endpoints:
                 path.unlink()
+        if self.pod_identity is not None:
+            self.pod_identity.stop()
+            self.pod_identity = None
         stop = getattr(self.aws, "stop", None)
         if callable(stop):
             stop()
@@ -253,22 +263,52 @@ def _start_aws_for_issuer(**kwargs: Any) -> object:
     return stack.start_aws_for_issuer(**kwargs)
 
 
-def _serve_admin(
-    handle: object, state_dir: Path, kubectl: list[str], run: Any, key_file: Path
-) -> str:
-    """Serve the admin endpoint (:mod:`irsa_lab.admin`) of this kind lab on the AWS
-    side's loop; its URL, or "" for an AWS side that has no loop (a test's stand-in)."""
+def _kind_control(handle: object, kubectl: list[str], run: Any, key_file: Path) -> Any:
+    """The lab's control of this kind lab (:class:`irsa_lab.kind.control.KindControl`), or
+    None for an AWS side that has no loop (a test's stand-in)."""
     side, loop = getattr(handle, "side", None), getattr(handle, "loop", None)
     if side is None or loop is None:
-        return ""
-    from ..admin import serve_admin
+        return None
     from .control import KindControl
 
     def run_kubectl(args: Sequence[str], timeout: float) -> str:
         return str(run([*kubectl, *args], timeout=timeout))
 
-    control = KindControl(side, kubectl=run_kubectl, signing_key_file=key_file)
+    return KindControl(side, kubectl=run_kubectl, signing_key_file=key_file)
+
+
+def _serve_admin(handle: object, state_dir: Path, control: Any) -> str:
+    """Serve the admin endpoint (:mod:`irsa_lab.admin`) of this kind lab on the AWS
+    side's loop; its URL, or "" without a control (a test's stand-in)."""
+    loop = getattr(handle, "loop", None)
+    if control is None or loop is None:
+        return ""
+    from ..admin import serve_admin
+
+    side = getattr(handle, "side", None)
     return serve_admin(loop, control, state_dir, tls=getattr(side, "tls", None))
+
+
+def _start_pod_identity(
+    lab: KindLab, fields: Mapping[str, Any], control: Any, run: Any
+) -> NodeConfigSync | None:
+    """Route pods' agent traffic through the node and keep its identities file in step
+    with the associations (:mod:`irsa_lab.kind.pod_identity`); None for an AWS side with
+    no associations (a test's stand-in)."""
+    associations = getattr(getattr(lab.aws, "side", None), "associations", None)
+    if associations is None:
+        return None
+    node = node_container(lab.name)
+    pod_url = fields.get("pod_identity_agent_pod")
+    if pod_url:
+        route_agent(run, node=node, pod_url=str(pod_url))
+    mark = control.config_waiter.mark if control is not None else None
+    sync = NodeConfigSync(associations, run, node=node, before_write=mark).start()
+    if control is not None:
+        # The EKS API answers a change once the webhook has reloaded the file, as on
+        # the k8s backend (docs/fidelity.md, "associations take effect at once").
+        associations.settle = control.wait_for_pod_identity_config
+    return sync
 
 
 def _aws_fields(handle: object) -> dict[str, Any]:
@@ -382,10 +422,16 @@ def _until(
 
 
 def _webhook_manifests_yaml(kind_dir: Path, *, reuse: bool) -> str:
-    """The manifests ``kind up`` applies; a resumed cluster keeps its webhook certificate."""
+    """The manifests ``kind up`` applies; a resumed cluster keeps its webhook certificate.
+
+    Saved manifests from before the webhook's Pod Identity mode are made anew (a new
+    certificate, applied with the rest).
+    """
     saved = kind_dir / "manifests.yaml"
     if reuse and saved.exists() and (kind_dir / "webhook-ca.crt").exists():
-        return saved.read_text()
+        text = saved.read_text()
+        if NODE_CONFIG_FILE in text:
+            return text
     ca = LabCA.create("irsa-lab webhook CA")
     (kind_dir / "webhook-ca.crt").write_bytes(ca.cert_pem)
     write_secret(kind_dir / "webhook-ca.key", ca.key_pem)
@@ -583,7 +629,13 @@ def kind_up(
         # The node writes the API server's audit log into the state dir (kind-config's
         # extraMounts): the admission record any process reads.
         endpoints["audit_log"] = str(keys.folder.parent / "audit" / AUDIT_LOG_FILE)
-        admin = _serve_admin(lab.aws, state_dir, kubectl, run, keys.signing_key_file)
+        control = _kind_control(lab.aws, kubectl, run, keys.signing_key_file)
+        step(
+            "Pod Identity: pods' 169.254.170.23 routed to the agent, the webhook's "
+            f"identities file at {NODE_CONFIG_FILE} in the node"
+        )
+        lab.pod_identity = _start_pod_identity(lab, fields, control, run)
+        admin = _serve_admin(lab.aws, state_dir, control)
         if admin:
             endpoints["admin"] = admin
         write_endpoints(state_dir, endpoints)

@@ -5,7 +5,9 @@ On kind the AWS stand-ins run in the ``irsa-lab kind up`` process, the rest is r
 - the trace, the node's metadata options and STS's key cache are the AWS side's;
 - the webhook is the Deployment ``pod-identity-webhook``: stopping it scales it to 0
   replicas and waits until no pod of it is left, starting it scales it back to 1 and
-  waits for the rollout;
+  waits for the rollout; it reloads the node's Pod Identity identities file on its own,
+  and :meth:`KindControl.wait_for_pod_identity_config` reads its log until it has
+  (:mod:`irsa_lab.kind.pod_identity`);
 - the kubelet is real: it keeps no record the lab can read (the lessons read the token's
   own claims instead), and its clock is the wall clock;
 - a token under another issuer is signed with the cluster's key file, which the lab
@@ -27,6 +29,7 @@ from ..clock import SystemClock
 from ..control import StackControl, Unavailable
 from ..pki import SigningKey
 from .manifests import KIND_WEBHOOK_NAMESPACE, KIND_WEBHOOK_SERVICE
+from .pod_identity import ConfigLoadWaiter
 
 if TYPE_CHECKING:
     from ..kube.admission import AdmissionRecord
@@ -42,13 +45,25 @@ class KindControl(StackControl):
     """The controls of a kind lab (module doc); ``kubectl(args, timeout)`` runs kubectl
     against the cluster and returns its output."""
 
-    def __init__(self, side: Any, *, kubectl: Kubectl, signing_key_file: Path) -> None:
+    def __init__(
+        self,
+        side: Any,
+        *,
+        kubectl: Kubectl,
+        signing_key_file: Path,
+        config_waiter: ConfigLoadWaiter | None = None,
+    ) -> None:
         # StackControl reads the trace and the AWS side (``aws``) of a stack.
         super().__init__(
             SimpleNamespace(trace=side.trace, aws=side, clock=SystemClock(), ids=side.ids)
         )
         self.kubectl = kubectl
         self.signing_key_file = Path(signing_key_file)
+        # kind_up's sync of the identities file marks this waiter before each write;
+        # unmarked, any load in the current pod's log counts.
+        self.config_waiter = config_waiter or ConfigLoadWaiter(
+            kubectl, running=self.webhook_running
+        )
 
     @property
     def backend(self) -> str:
@@ -95,6 +110,11 @@ class KindControl(StackControl):
             [*ns, "rollout", "status", deploy, f"--timeout={ROLLOUT_TIMEOUT_S:.0f}s"],
             ROLLOUT_TIMEOUT_S + 10,
         )
+
+    def wait_for_pod_identity_config(self, timeout: float = 10.0) -> None:
+        """Until the webhook's log shows it reloaded the identities file after the last
+        write (docs/reference/pod-identity.md §5.3); TimeoutError after ``timeout``."""
+        self.config_waiter.wait(timeout)
 
     # -- the kubelet is real ---------------------------------------------------------------------------
     def token_status(self, pod_uid: str) -> list[dict[str, Any]]:

@@ -3,7 +3,9 @@
 - the upstream pod identity webhook (aws/amazon-eks-pod-identity-webhook), deployed as
   its ``deploy/`` folder does but **without cert-manager**: the lab CA signs the serving
   certificate, which goes into a TLS Secret, and the CA goes into the
-  MutatingWebhookConfiguration's ``caBundle`` (docs/reference/kubernetes.md §5.3);
+  MutatingWebhookConfiguration's ``caBundle`` (docs/reference/kubernetes.md §5.3); in
+  Pod Identity mode too, watching the node's identities file through a ``hostPath``
+  directory (:mod:`irsa_lab.kind.pod_identity`);
 - the binding that lets anonymous clients (the STS stand-in, as AWS STS is) read the
   issuer discovery document and JWKS (docs/reference/kubernetes.md §2.3);
 - the default scenario's ServiceAccount, and the probe pod whose server-side dry run
@@ -46,6 +48,7 @@ from ..constants import (
     WEBHOOK_NAME,
 )
 from ..pki import LabCA, ServerCert
+from .pod_identity import NODE_CONFIG_FILE, NODE_CONFIG_VOLUME, POD_AGENT_URL
 
 __all__ = [
     "Manifest",
@@ -88,8 +91,26 @@ def issue_serving_cert(ca: LabCA, namespace: str = KIND_WEBHOOK_NAMESPACE) -> Se
     return ca.issue(webhook_dns_names(namespace))
 
 
-def webhook_args(*, namespace: str = KIND_WEBHOOK_NAMESPACE, region: str = REGION) -> list[str]:
-    """The webhook binary's command line (flag names and meanings: docs/reference/webhook.md §4)."""
+def webhook_args(
+    *,
+    namespace: str = KIND_WEBHOOK_NAMESPACE,
+    region: str = REGION,
+    container_credentials: tuple[str, str] | None = None,
+) -> list[str]:
+    """The webhook binary's command line (flag names and meanings: docs/reference/webhook.md §4).
+
+    ``container_credentials`` is (config file, agent URL): the Pod Identity mode's
+    ``--watch-container-credentials-config`` and ``--container-credentials-full-uri``
+    (docs/reference/pod-identity.md §5.1); without it the mode is off.
+    """
+    pod_identity = (
+        [
+            f"--watch-container-credentials-config={container_credentials[0]}",
+            f"--container-credentials-full-uri={container_credentials[1]}",
+        ]
+        if container_credentials is not None
+        else []
+    )
     return [
         "/webhook",
         # --in-cluster=true obtains a cert through a CSR and is broken on certificates/v1
@@ -106,6 +127,7 @@ def webhook_args(*, namespace: str = KIND_WEBHOOK_NAMESPACE, region: str = REGIO
         # and with regional STS endpoints, so AWS_STS_REGIONAL_ENDPOINTS=regional.
         f"--aws-default-region={region}",
         "--sts-regional-endpoint=true",
+        *pod_identity,
         "--logtostderr",
     ]
 
@@ -117,8 +139,17 @@ def webhook_manifests(
     namespace: str = KIND_WEBHOOK_NAMESPACE,
     image: str = KIND_WEBHOOK_IMAGE,
     region: str = REGION,
+    config_file: str = NODE_CONFIG_FILE,
+    agent_url: str = POD_AGENT_URL,
 ) -> list[Manifest]:
-    """Namespace, RBAC, TLS Secret, Deployment, Service and MutatingWebhookConfiguration."""
+    """Namespace, RBAC, TLS Secret, Deployment, Service and MutatingWebhookConfiguration.
+
+    The webhook runs in Pod Identity mode: it watches ``config_file``, whose directory is
+    the node's own (``hostPath``), mounted at the same path, so that the lab's rename in
+    the node is the event fsnotify reports (a ConfigMap's ``..data`` swap would not be,
+    docs/reference/pod-identity.md §5.3), and injects ``agent_url``.
+    """
+    config_dir = config_file.rpartition("/")[0]
     meta = {"name": KIND_WEBHOOK_SERVICE, "namespace": namespace}
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
@@ -172,7 +203,11 @@ def webhook_manifests(
                                 "name": KIND_WEBHOOK_SERVICE,
                                 "image": image,
                                 "imagePullPolicy": "IfNotPresent",
-                                "command": webhook_args(namespace=namespace, region=region),
+                                "command": webhook_args(
+                                    namespace=namespace,
+                                    region=region,
+                                    container_credentials=(config_file, agent_url),
+                                ),
                                 "ports": [{"name": "https", "containerPort": WEBHOOK_PORT}],
                                 "readinessProbe": {
                                     "httpGet": {
@@ -187,7 +222,12 @@ def webhook_manifests(
                                         "name": "cert",
                                         "mountPath": KIND_WEBHOOK_CERT_DIR,
                                         "readOnly": True,
-                                    }
+                                    },
+                                    {
+                                        "name": NODE_CONFIG_VOLUME,
+                                        "mountPath": config_dir,
+                                        "readOnly": True,
+                                    },
                                 ],
                                 "resources": {
                                     "requests": {"cpu": "10m", "memory": "32Mi"},
@@ -196,7 +236,11 @@ def webhook_manifests(
                             }
                         ],
                         "volumes": [
-                            {"name": "cert", "secret": {"secretName": KIND_WEBHOOK_TLS_SECRET}}
+                            {"name": "cert", "secret": {"secretName": KIND_WEBHOOK_TLS_SECRET}},
+                            {
+                                "name": NODE_CONFIG_VOLUME,
+                                "hostPath": {"path": config_dir, "type": "DirectoryOrCreate"},
+                            },
                         ],
                     },
                 },

@@ -26,6 +26,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..constants import NAMESPACE
 
@@ -61,12 +62,15 @@ POD_CA_VOLUME = "irsa-lab-ca"
 POD_CA_DIR = "/etc/irsa-lab/ca"
 POD_CA_BUNDLE = f"{POD_CA_DIR}/{CA_CONFIGMAP_KEY}"
 # The stand-ins a pod talks to, by their ServerLoop name -> endpoints.json key. IMDS as
-# a pod reaches it is the "imds-pod" server (one more hop than the node's).
+# a pod reaches it is the "imds-pod" server (one more hop than the node's). Pods reach
+# the Pod Identity agent at 169.254.170.23, which the node forwards to its pod-side
+# listener (irsa_lab.kind.pod_identity).
 POD_SERVED: Mapping[str, str] = {
     "sts": "sts_pod",
     "iam": "iam_pod",
     "s3": "s3_pod",
     "imds-pod": "imds_pod",
+    "pod-identity-agent": "pod_identity_agent_pod",
 }
 
 Run = Callable[..., str]
@@ -172,15 +176,18 @@ def pod_endpoint_fields(
     """``endpoints.json``'s pod-side fields: each stand-in's URL with the pods' host.
 
     ``ports`` are the pod-side listeners' ports (Linux); without them a pod reaches
-    the loopback listener's port (Docker Desktop forwards to it).
+    the loopback listener's port (Docker Desktop forwards to it). A URL's path stays
+    (the agent's ``/v1/credentials``). A stand-in this AWS side does not serve is left
+    out.
     """
     shown = f"[{host}]" if ":" in host else host
     out: dict[str, str] = {}
     for name, key in POD_SERVED.items():
-        url = urls[name]
-        scheme, _, rest = url.partition("://")
-        port = (ports or {}).get(name) or int(rest.rsplit(":", 1)[1])
-        out[key] = f"{scheme}://{shown}:{port}"
+        if name not in urls:
+            continue
+        parts = urlsplit(urls[name])
+        port = (ports or {}).get(name) or parts.port
+        out[key] = f"{parts.scheme}://{shown}:{port}{parts.path}"
     out["ca_bundle_pod"] = POD_CA_BUNDLE
     out["pod_host"] = host
     return out
