@@ -76,6 +76,7 @@ STAGE_WIDGETS: dict[str, list[Expect]] = {
     ],
     "04": [Expect("the sequence diagram image", _IMG_OUTPUT)],
     "05": [Expect("the IMDS figure", _IMG_OUTPUT)],
+    "06": [Expect("the Pod Identity sequence diagram image", _IMG_OUTPUT)],
 }
 
 

@@ -59,6 +59,7 @@ EXPORT_SHOWS: dict[str, list[tuple[str, str]]] = {
         ("the mermaid diagram", ".jp-RenderedMermaid img"),
     ],
     "05": [("the IMDS figure", ".jp-OutputArea-output img")],
+    "06": [("the Pod Identity sequence diagram", ".jp-OutputArea-output img")],
 }
 
 
