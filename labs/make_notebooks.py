@@ -1,6 +1,8 @@
 """Write the lab notebooks from the exercise catalogue, then run each once to store its outputs.
 
-Usage (from the repository root):  .venv/bin/python labs/make_notebooks.py [--no-execute]
+Usage (from the repository root):  .venv/bin/python labs/make_notebooks.py [--no-execute] [--only 10,11]
+
+``--only`` rewrites just the labs with those ids (the others keep their file).
 
 The stored outputs come from a clean run as shipped: every check says "not solved yet".
 Progress of that run goes to a throw-away state directory, not the author's.
@@ -53,6 +55,39 @@ def notebook(ex: Exercise) -> nbformat.NotebookNode:
         if on_node
         else ""
     )
+    pod_identity = "Pod Identity" in ex.stage  # the EKS API and another role
+    if pod_identity:
+        clients = (
+            '(`lab.aws_client("eks")`, `lab.aws_client("iam")`, what the `aws` CLI does) for '
+            "EKS Pod Identity associations and IAM"
+        )
+    look = (
+        f"""
+- the pod as stored: `lab.get_pod("{ex.pod}", "{ex.namespace}")`
+- the cluster's Pod Identity associations: `lab.aws_client("eks").list_pod_identity_associations(clusterName="irsa-lab")` (then `describe_pod_identity_association`)
+- the role's trust policy: `lab.aws_client("iam").get_role(RoleName="ReportsPodIdentityRole")["Role"]["AssumeRolePolicyDocument"]`
+- the token in the pod: `lab.volume_path(lab.get_pod("{ex.pod}"), "eks-pod-identity-token")` holds it (decode it with `irsa_lab.ui.decoder`)"""
+        if pod_identity
+        else f"""
+- the pod as stored: `lab.get_pod("{ex.pod}", "{ex.namespace}")`
+- its ServiceAccount: `lab.get_service_account("s3-readonly-sa", "{ex.namespace}")`
+- the role's trust policy: `lab.aws_client("iam").get_role(RoleName="AmazonEKSPodS3ReadOnlyAccessRole")["Role"]["AssumeRolePolicyDocument"]`
+- the OIDC providers: `lab.aws_client("iam").list_open_id_connect_providers()`
+- the token in the pod: `lab.read_token("{ex.pod}", "{ex.namespace}")` (decode it with `irsa_lab.ui.decoder`){ec2_look}"""
+    )
+    fix_comment = (
+        """
+# Your fix here: boto3's EKS client (lab.aws_client("eks").create_pod_identity_association,
+# .delete_pod_identity_association, ...), IAM's (lab.aws_client("iam").update_assume_role_policy,
+# ...) and the kubernetes client (lab.core.delete_namespaced_pod, lab.core.create_namespaced_pod).
+"""
+        if pod_identity
+        else f"""
+# Your fix here: the kubernetes client (lab.core.patch_namespaced_service_account,
+# lab.core.delete_namespaced_pod, lab.core.create_namespaced_pod, ...) and boto3's IAM
+# client (lab.aws_client("iam").update_assume_role_policy, ...).{ec2_fix}
+"""
+    )
     cells = [
         md(
             f"""
@@ -96,24 +131,12 @@ The same as `kubectl exec {where} -- aws sts get-caller-identity`:
 Some places to start (add cells as you like). `lab.get_…` return what the API server
 sends, as a dict (`kubectl get … -o json`); `lab.core.read_namespaced_…` give the
 same objects as the `kubernetes` client's classes.
-
-- the pod as stored: `lab.get_pod("{ex.pod}", "{ex.namespace}")`
-- its ServiceAccount: `lab.get_service_account("s3-readonly-sa", "{ex.namespace}")`
-- the role's trust policy: `lab.aws_client("iam").get_role(RoleName="AmazonEKSPodS3ReadOnlyAccessRole")["Role"]["AssumeRolePolicyDocument"]`
-- the OIDC providers: `lab.aws_client("iam").list_open_id_connect_providers()`
-- the token in the pod: `lab.read_token("{ex.pod}", "{ex.namespace}")` (decode it with `irsa_lab.ui.decoder`){ec2_look}
+{look}
 """,
             "explore",
         ),
         md("## Your fix", "fix"),
-        code(
-            f"""
-# Your fix here: the kubernetes client (lab.core.patch_namespaced_service_account,
-# lab.core.delete_namespaced_pod, lab.core.create_namespaced_pod, ...) and boto3's IAM
-# client (lab.aws_client("iam").update_assume_role_policy, ...).{ec2_fix}
-""",
-            "fix",
-        ),
+        code(fix_comment, "fix"),
         md("## Check\n\nRun it after each attempt: it runs the real thing in the pod.", "check"),
         code("ex.check()", "check"),
         md(
@@ -145,7 +168,11 @@ labs.progress()  # the guided notebooks and every lab
         ),
     ]
     nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata["irsa_lab"] = {"exercise": ex.id}
     return nb
@@ -156,7 +183,9 @@ def execute(nb: nbformat.NotebookNode, cwd: Path) -> None:
         old = os.environ.get("IRSA_LAB_STATE_DIR")
         os.environ["IRSA_LAB_STATE_DIR"] = state
         try:
-            NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+            NotebookClient(
+                nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+            ).execute()
         finally:
             if old is None:
                 os.environ.pop("IRSA_LAB_STATE_DIR", None)
@@ -164,8 +193,27 @@ def execute(nb: nbformat.NotebookNode, cwd: Path) -> None:
                 os.environ["IRSA_LAB_STATE_DIR"] = old
 
 
+def _only(argv: list[str]) -> set[str] | None:
+    """The ids after ``--only`` (``--only 10,11`` or ``--only=10,11``), None for all."""
+    for i, arg in enumerate(argv):
+        if arg == "--only" and i + 1 < len(argv):
+            return {x.strip() for x in argv[i + 1].split(",") if x.strip()}
+        if arg.startswith("--only="):
+            return {x.strip() for x in arg.split("=", 1)[1].split(",") if x.strip()}
+    return None
+
+
 def main(argv: list[str]) -> int:
+    only = _only(argv)
+    unknown = (only or set()) - {ex.id for ex in EXERCISES}
+    if unknown:
+        print(
+            f"no lab {', '.join(sorted(unknown))}; the ids are {', '.join(ex.id for ex in EXERCISES)}"
+        )
+        return 2
     for ex in EXERCISES:
+        if only is not None and ex.id not in only:
+            continue
         nb = notebook(ex)
         if "--no-execute" not in argv:
             execute(nb, HERE)

@@ -14,6 +14,7 @@ import yaml
 
 from irsa_lab import constants as C
 from irsa_lab.aws.arns import irsa_trust_policy
+from irsa_lab.aws.eks.trust import pod_identity_trust_policy
 from irsa_lab.labs.probes import iam, provider_arn, trust_policy
 from irsa_lab.session import Lab
 
@@ -57,6 +58,16 @@ def _break_everything(lab: Lab) -> None:
             }
         ),
     )
+    # A Pod Identity association for the article's ServiceAccount: it would win over IRSA.
+    role = iam(lab).create_role(
+        RoleName="pi-role", AssumeRolePolicyDocument=json.dumps(pod_identity_trust_policy())
+    )["Role"]["Arn"]
+    lab.aws_client("eks").create_pod_identity_association(
+        clusterName=C.CLUSTER_NAME,
+        namespace=C.NAMESPACE,
+        serviceAccount=C.SERVICE_ACCOUNT,
+        roleArn=role,
+    )
     (lab.state_dir / "progress.json").write_text('{"version": 1, "exercises": {}}\n')
 
 
@@ -82,6 +93,8 @@ def test_reset_restores_pods_service_account_trust_policy_imds_and_webhook(
     assert lab.control.webhook_running()
     assert trust_policy(lab) == irsa_trust_policy(provider_arn(lab), lab.endpoints["issuer"])
     assert not (lab.state_dir / "progress.json").exists()
+    listed = lab.aws_client("eks").list_pod_identity_associations(clusterName=C.CLUSTER_NAME)
+    assert listed["associations"] == []
 
     # The chain works again end to end: a new pod of the account is mutated.
     pod = lab.create_pod(MYPOD)

@@ -112,6 +112,19 @@ def wrong_09_lower_the_hop_limit_but_keep_imdsv1(the_lab: Lab) -> None:
     )
 
 
+def wrong_10_create_the_right_association_but_keep_the_pod(the_lab: Lab) -> None:
+    the_lab.aws_client("eks").create_pod_identity_association(
+        clusterName=C.CLUSTER_NAME,
+        namespace=C.NAMESPACE,
+        serviceAccount=catalog.PI_SERVICE_ACCOUNT,
+        roleArn=catalog.PI_ROLE_ARN,
+    )
+
+
+def wrong_11_recreate_the_pod_instead(the_lab: Lab) -> None:
+    _recreate(the_lab, catalog.pod_identity_manifest())
+
+
 def wrong_03b_too_broad_trust(the_lab: Lab) -> None:
     wrong_03_annotate_and_recreate_but_leave_the_trust_policy(the_lab)
     policy = trust_policy(the_lab)
@@ -144,7 +157,11 @@ CASES: dict[str, tuple[str, Callable[[Lab], None], str]] = {
     "07": ("access-denied", wrong_07_string_like_on_the_wrong_key, "access-denied"),
     "08": ("no-token-mount", wrong_08_add_the_token_file_variable_by_hand, "no-token-mount"),
     "09": ("node-role", wrong_09_lower_the_hop_limit_but_keep_imdsv1, "imds-reachable"),
+    "10": ("node-role", wrong_10_create_the_right_association_but_keep_the_pod, "pod-not-mutated"),
+    "11": ("eks-auth-access-denied", wrong_11_recreate_the_pod_instead, "eks-auth-access-denied"),
 }
+# The role a solved exercise's pod runs as: the IRSA role, or the Pod Identity labs' own.
+SOLVED_ROLE = {"10": catalog.PI_ROLE_NAME, "11": catalog.PI_ROLE_NAME}
 
 
 def test_every_exercise_has_a_case_here() -> None:
@@ -172,7 +189,7 @@ def test_broken_then_wrong_fix_then_reset_then_solution(
     labs.apply_solution(exercise_id)
     solved = labs.check(exercise_id, the_lab)
     assert solved.passed, solved.message
-    assert C.ROLE_NAME in solved.message
+    assert SOLVED_ROLE.get(exercise_id, C.ROLE_NAME) in solved.message
 
     out = capsys.readouterr().out
     assert out.count("not solved yet") == 3 and f"✔ lab {exercise_id} solved" in out

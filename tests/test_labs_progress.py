@@ -223,10 +223,10 @@ def test_the_overview_lists_the_guided_notebooks_as_they_record_themselves(
     guided, _, lab_part = out.partition("\nLabs\n")
     assert guided.startswith("Guided notebooks\n")
     rows = {line.split()[0]: line for line in guided.splitlines()[3:] if line[:2].isdigit()}
-    assert sorted(rows) == ["00", "01", "02", "03", "04", "05"]
+    assert sorted(rows) == ["00", "01", "02", "03", "04", "05", "06"]
     assert rows["01"].endswith("finished") and rows["02"].endswith("started")
     assert rows["00"].endswith("not started")
-    assert "1 of 6 finished" in guided
+    assert "1 of 7 finished" in guided
     assert f"0 of {len(labs.EXERCISES)} solved" in lab_part
     saved = json.loads(progress_path().read_text())
     assert saved["notebooks"]["01"] == {"started": True, "finished": True}

@@ -1,7 +1,8 @@
 """Putting the lab back to the article's default scenario, so an exercise can break it anew.
 
 Everything is restored through the same clients a learner uses (the ``kubernetes``
-client, boto3's IAM client, and EC2's for the node's metadata options), plus the one
+client, boto3's IAM client, EC2's for the node's metadata options and EKS's for Pod
+Identity associations), plus the one
 knob that has no API in the lab: the webhook being up.
 """
 
@@ -30,7 +31,23 @@ def restore_default(lab: Lab) -> None:
     lab.control.start_webhook()
     _restore_kubernetes(lab)
     _restore_iam(lab)
+    _restore_pod_identity(lab)
     lab.control.forget_issuer_keys()
+
+
+def _restore_pod_identity(lab: Lab) -> None:
+    """No EKS Pod Identity association, as the lab starts (through boto3's EKS client)."""
+    if not lab.endpoints.get("eks"):  # a lab started before it had EKS
+        return
+    eks = lab.aws_client("eks")
+    pages = eks.get_paginator("list_pod_identity_associations").paginate(clusterName=C.CLUSTER_NAME)
+    ids = [a["associationId"] for page in pages for a in page["associations"]]
+    for association_id in ids:
+        eks.delete_pod_identity_association(
+            clusterName=C.CLUSTER_NAME, associationId=association_id
+        )
+    if ids:
+        lab.control.wait_for_pod_identity_config()
 
 
 def _restore_node(lab: Lab) -> None:

@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from .. import constants as C
 from ..aws.arns import irsa_trust_policy
+from ..aws.eks.trust import pod_identity_trust_policy
 from ..aws.sts import errors as sts_errors
 from .exercise import Exercise, NotSolved
 from .probes import (
     Identity,
     PodFacts,
     PodMissing,
+    associations,
+    eks,
     iam,
     modify_instance_metadata_options,
     pod_facts,
@@ -39,7 +42,13 @@ __all__ = [
     "EXERCISES",
     "HAND_SET_ENV",
     "OUTSIDER_SUBS",
+    "PI_POD",
+    "PI_ROLE_ARN",
+    "PI_ROLE_NAME",
+    "PI_SERVICE_ACCOUNT",
     "WRONG_AUDIENCE",
+    "WRONG_SERVICE_ACCOUNT",
+    "pod_identity_manifest",
     "pod_manifest",
 ]
 
@@ -71,6 +80,16 @@ SEE_NAMESPACE = _see(
 # Where the audience preset is run and InvalidIdentityToken is told apart from AccessDenied.
 SEE_PLAYGROUND = _see("03-trust-policy-playground", "The playground")
 SEE_IMDS = _see("05-without-irsa", "The fix on the node: IMDSv2 only, hop limit 1")
+SEE_ASSOCIATION = _see("06-irsa-or-pod-identity", "The same pod, mutated both ways")
+SEE_PI_TRUST = _see("06-irsa-or-pod-identity", "The trust policies compared")
+
+# The Pod Identity labs (10, 11): their own role, ServiceAccount and pod, so that what
+# they leave behind never touches the IRSA labs' s3-readonly-sa.
+PI_ROLE_NAME = "ReportsPodIdentityRole"
+PI_ROLE_ARN = f"arn:aws:iam::{C.ACCOUNT_ID}:role/{PI_ROLE_NAME}"
+PI_SERVICE_ACCOUNT = "reports-sa"
+WRONG_SERVICE_ACCOUNT = "report-sa"
+PI_POD = "reports"
 
 
 def pod_manifest(namespace: str = C.NAMESPACE, name: str = C.POD_NAME) -> dict[str, Any]:
@@ -83,7 +102,9 @@ def pod_manifest(namespace: str = C.NAMESPACE, name: str = C.POD_NAME) -> dict[s
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "serviceAccountName": C.SERVICE_ACCOUNT,
-            "containers": [{"name": container, "image": C.POD_IMAGE, "command": ["sleep", "infinity"]}],
+            "containers": [
+                {"name": container, "image": C.POD_IMAGE, "command": ["sleep", "infinity"]}
+            ],
         },
     }
 
@@ -402,6 +423,152 @@ def _verify_imds(lab: Lab) -> str:
     return f"{done}; {BATCH_POD} (no role) {other.summary}"
 
 
+# --- 10 and 11: EKS Pod Identity --------------------------------------------------------------
+
+
+def pod_identity_manifest() -> dict[str, Any]:
+    """The article's pod, named reports, with the ServiceAccount reports-sa."""
+    manifest = pod_manifest(name=PI_POD)
+    manifest["spec"]["serviceAccountName"] = PI_SERVICE_ACCOUNT
+    return manifest
+
+
+def _wait_for_webhook(lab: Lab) -> None:
+    # The webhook reloads the associations from its config file (§5.3 of
+    # docs/reference/pod-identity.md): pods created before the reload miss the change.
+    waiter = getattr(lab, "wait_for_pod_identity_config", None) or getattr(
+        lab.control, "wait_for_pod_identity_config", None
+    )
+    if waiter is not None:
+        waiter()
+
+
+def _pi_baseline(lab: Lab, *, tag_session: bool = True) -> None:
+    """The Pod Identity labs' start: the role (S3 read-only), reports-sa, no association."""
+    from kubernetes.client.rest import ApiException
+
+    client = iam(lab)
+    trust = json.dumps(pod_identity_trust_policy(tag_session=tag_session), indent=2)
+    try:
+        client.create_role(RoleName=PI_ROLE_NAME, AssumeRolePolicyDocument=trust)
+        client.attach_role_policy(
+            RoleName=PI_ROLE_NAME, PolicyArn="arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
+        )
+    except client.exceptions.EntityAlreadyExistsException:
+        client.update_assume_role_policy(RoleName=PI_ROLE_NAME, PolicyDocument=trust)
+    try:
+        lab.core.create_namespaced_service_account(
+            C.NAMESPACE, {"metadata": {"name": PI_SERVICE_ACCOUNT, "namespace": C.NAMESPACE}}
+        )
+    except ApiException as err:
+        if err.status != 409:
+            raise
+    client_eks = eks(lab)
+    for sa in (PI_SERVICE_ACCOUNT, WRONG_SERVICE_ACCOUNT):
+        for found in associations(lab, C.NAMESPACE, sa):
+            client_eks.delete_pod_identity_association(
+                clusterName=C.CLUSTER_NAME, associationId=found["associationId"]
+            )
+
+
+def _associate(lab: Lab, service_account: str) -> None:
+    eks(lab).create_pod_identity_association(
+        clusterName=C.CLUSTER_NAME,
+        namespace=C.NAMESPACE,
+        serviceAccount=service_account,
+        roleArn=PI_ROLE_ARN,
+    )
+    _wait_for_webhook(lab)
+
+
+def _runs_as_pi_role(lab: Lab) -> str:
+    """The final proof of the Pod Identity labs: the SDK in reports is the lab's role."""
+    try:
+        me = whoami(lab, PI_POD)
+    except PodMissing:
+        raise NotSolved("pod-missing", f"there is no pod {PI_POD} in namespace default") from None
+    where = f"`aws sts get-caller-identity` in {PI_POD}"
+    if me.role == PI_ROLE_NAME:
+        return f"{where} {me.summary}"
+    if me.role == C.NODE_ROLE_NAME:
+        raise NotSolved("node-role", f"{where} {me.summary}, the node's role, not {PI_ROLE_NAME}")
+    if me.role:
+        raise NotSolved("other-role", f"{where} {me.summary}, not {PI_ROLE_NAME}")
+    if me.operation == "AssumeRoleForPodIdentity" and me.error == "AccessDeniedException":
+        raise NotSolved(
+            "eks-auth-access-denied",
+            f"{where} {me.summary} (EKS Auth's answer, passed on by the node's Pod Identity agent)",
+        )
+    if me.operation == "AssumeRoleForPodIdentity":
+        raise NotSolved("eks-auth-error", f"{where} {me.summary}")
+    if me.error == "NoCredentials":
+        raise NotSolved("no-credentials", f"{where} {me.summary}")
+    raise NotSolved("sdk-error", f"{where} {me.summary}")
+
+
+def _pi_facts(lab: Lab) -> PodFacts:
+    facts = pod_facts(lab, PI_POD)
+    if not facts.exists:
+        raise NotSolved(
+            "pod-missing",
+            f"there is no pod {PI_POD} in namespace default: create it again "
+            "(the article's pod, named reports, with serviceAccountName reports-sa)",
+        )
+    return facts
+
+
+def _setup_association_wrong_sa(lab: Lab) -> None:
+    _pi_baseline(lab)
+    _associate(lab, WRONG_SERVICE_ACCOUNT)
+    lab.create_pod(pod_identity_manifest())
+
+
+def _verify_association_wrong_sa(lab: Lab) -> str:
+    facts = _pi_facts(lab)
+    if C.ENV_CONTAINER_CREDENTIALS_FULL_URI not in facts.env:
+        if associations(lab, C.NAMESPACE, facts.service_account):
+            raise NotSolved(
+                "pod-not-mutated",
+                f"{PI_POD}'s container has no {C.ENV_CONTAINER_CREDENTIALS_FULL_URI}: the "
+                "webhook did not give it Pod Identity (it acts only when a pod is created)",
+            )
+        _runs_as_pi_role(lab)  # the symptom, as the learner sees it
+    done = _runs_as_pi_role(lab)
+    stale = associations(lab, C.NAMESPACE, WRONG_SERVICE_ACCOUNT)
+    if stale:
+        raise NotSolved(
+            "stale-association",
+            f"{PI_POD} is fixed, but the association {stale[0]['associationId']} still gives "
+            f"{PI_ROLE_NAME} to default/{WRONG_SERVICE_ACCOUNT}, a ServiceAccount nobody "
+            "uses: whoever creates it later gets the role",
+        )
+    return done
+
+
+def _setup_trust_without_tag_session(lab: Lab) -> None:
+    # The association is made while the trust policy is right (EKS checks it then); a
+    # later "tidy-up" drops sts:TagSession, which only the credential fetch notices
+    # (docs/reference/pod-identity.md §6.4).
+    _pi_baseline(lab)
+    _associate(lab, PI_SERVICE_ACCOUNT)
+    iam(lab).update_assume_role_policy(
+        RoleName=PI_ROLE_NAME,
+        PolicyDocument=json.dumps(pod_identity_trust_policy(tag_session=False), indent=2),
+    )
+    lab.create_pod(pod_identity_manifest())
+
+
+def _verify_trust_without_tag_session(lab: Lab) -> str:
+    facts = _pi_facts(lab)
+    if C.ENV_CONTAINER_CREDENTIALS_FULL_URI not in facts.env:
+        raise NotSolved(
+            "pod-not-mutated",
+            f"{PI_POD}'s container has no {C.ENV_CONTAINER_CREDENTIALS_FULL_URI}: keep its "
+            f"association (default/{PI_SERVICE_ACCOUNT}) and let the webhook mutate it",
+        )
+    return _runs_as_pi_role(lab)
+
+
 EXERCISES: tuple[Exercise, ...] = (
     Exercise(
         id="01",
@@ -623,6 +790,68 @@ EXERCISES: tuple[Exercise, ...] = (
             "Annotate s3-readonly-sa with the role and recreate mypod; then "
             'lab.aws_client("ec2").modify_instance_metadata_options(InstanceId=<the node\'s '
             'instance id>, HttpTokens="required", HttpPutResponseHopLimit=1).',
+        ),
+    ),
+    Exercise(
+        id="10",
+        slug="association-wrong-sa",
+        title="Pod Identity: the association names another ServiceAccount",
+        stage="EKS Pod Identity association",
+        story=(
+            "The reports team moved to EKS Pod Identity. Someone created the association "
+            "for their pod with the EKS API, the pod was created after it, yet it does not "
+            f"run as {PI_ROLE_NAME}."
+        ),
+        scene=(
+            f"reports runs in default with ServiceAccount {PI_SERVICE_ACCOUNT}; the role "
+            f"{PI_ROLE_NAME} trusts pods.eks.amazonaws.com."
+        ),
+        goal=(
+            f"make `aws sts get-caller-identity` in reports show {PI_ROLE_NAME}, "
+            "through Pod Identity, with no association left that nobody uses."
+        ),
+        setup=_setup_association_wrong_sa,
+        verify=_verify_association_wrong_sa,
+        pod=PI_POD,
+        hints=(
+            "Which ServiceAccount does reports use, and which one does the cluster's "
+            'association name? (lab.aws_client("eks").list_pod_identity_associations'
+            '(clusterName="irsa-lab"), aws eks list-pod-identity-associations)',
+            "The webhook gives a pod Pod Identity only when an association names exactly "
+            "its namespace and ServiceAccount; otherwise the pod is left alone and the SDK "
+            "falls back to the node's role. An association cannot be moved to another "
+            "ServiceAccount: delete it and create a new one. " + SEE_ASSOCIATION,
+            f"delete_pod_identity_association the association for {WRONG_SERVICE_ACCOUNT}, "
+            f"create_pod_identity_association for namespace default, ServiceAccount "
+            f"{PI_SERVICE_ACCOUNT}, role {PI_ROLE_ARN}, then recreate reports.",
+        ),
+    ),
+    Exercise(
+        id="11",
+        slug="trust-without-tagsession",
+        title="Pod Identity: a trust policy without sts:TagSession",
+        stage="EKS Pod Identity trust policy",
+        story=(
+            f"A security review tidied up the trust policy of {PI_ROLE_NAME}, keeping only "
+            "sts:AssumeRole. Since then the reports pod cannot get any credentials."
+        ),
+        scene=(
+            f"reports runs in default with ServiceAccount {PI_SERVICE_ACCOUNT}, which has a "
+            f"Pod Identity association to {PI_ROLE_NAME}."
+        ),
+        goal=f"make `aws sts get-caller-identity` in reports show {PI_ROLE_NAME}.",
+        setup=_setup_trust_without_tag_session,
+        verify=_verify_trust_without_tag_session,
+        pod=PI_POD,
+        hints=(
+            "Read the error to the end: who refused, and which action? Then read the role's "
+            f'trust policy (get_role(RoleName="{PI_ROLE_NAME}")).',
+            "EKS Auth assumes the role for the pod and tags the session (namespace, "
+            "ServiceAccount, pod...). Passing session tags needs sts:TagSession in the role's "
+            "trust policy, next to sts:AssumeRole. " + SEE_PI_TRUST,
+            'update_assume_role_policy with Principal {"Service": "pods.eks.amazonaws.com"} '
+            'and Action ["sts:AssumeRole", "sts:TagSession"]; the pod needs no change (the '
+            "agent caches only successes).",
         ),
     ),
 )

@@ -26,7 +26,9 @@ __all__ = [
     "Identity",
     "PodFacts",
     "PodMissing",
+    "associations",
     "ec2",
+    "eks",
     "iam",
     "modify_instance_metadata_options",
     "pod_facts",
@@ -39,6 +41,13 @@ __all__ = [
 
 _AWS_ERROR = re.compile(
     r"An error occurred \((?P<code>[\w.]+)\) when calling the (?P<op>\w+) operation: (?P<msg>.*)"
+)
+# botocore's container provider gave up on the Pod Identity agent, which passed on EKS
+# Auth's error as ``[<request id>]: (<code>): <message>, fault: client``
+# (docs/reference/pod-identity.md §4.3, §4.7).
+_AGENT_ERROR = re.compile(
+    r"Error when retrieving credentials from container-role: .*?"
+    r"\((?P<code>\w+)\): (?P<msg>.*?), fault: (?:client|server)"
 )
 
 
@@ -99,6 +108,13 @@ def whoami(lab: Lab, pod: str = C.POD_NAME, namespace: str = C.NAMESPACE) -> Ide
     found = _AWS_ERROR.search(err_text)
     if found:
         return Identity(error=found["code"], operation=found["op"], message=found["msg"].strip())
+    from_agent = _AGENT_ERROR.search(err_text)
+    if from_agent:
+        return Identity(
+            error=from_agent["code"],
+            operation="AssumeRoleForPodIdentity",
+            message=from_agent["msg"].strip(),
+        )
     if "Unable to locate credentials" in err_text:
         return Identity(error="NoCredentials", message="Unable to locate credentials")
     last = err_text.splitlines()[-1] if err_text else f"exit code {done.returncode}"
@@ -167,6 +183,35 @@ def ec2(lab: Lab) -> Any:
     if client is None:
         client = _EC2_CLIENTS[lab] = lab.aws_client("ec2")
     return client
+
+
+_EKS_CLIENTS: weakref.WeakKeyDictionary[Lab, Any] = weakref.WeakKeyDictionary()
+
+
+def eks(lab: Lab) -> Any:
+    """boto3's EKS client for the lab's administrator, made once per lab."""
+    client = _EKS_CLIENTS.get(lab)
+    if client is None:
+        client = _EKS_CLIENTS[lab] = lab.aws_client("eks")
+    return client
+
+
+def associations(
+    lab: Lab, namespace: str | None = None, service_account: str | None = None
+) -> list[dict[str, Any]]:
+    """The cluster's Pod Identity associations, described (``aws eks
+    list-pod-identity-associations`` then ``describe-pod-identity-association``)."""
+    query = {k: v for k, v in (("namespace", namespace), ("serviceAccount", service_account)) if v}
+    client = eks(lab)
+    listed = client.list_pod_identity_associations(clusterName=C.CLUSTER_NAME, **query)
+    return [
+        dict(
+            client.describe_pod_identity_association(
+                clusterName=C.CLUSTER_NAME, associationId=a["associationId"]
+            )["association"]
+        )
+        for a in listed["associations"]
+    ]
 
 
 def provider_arn(lab: Lab) -> str:

@@ -44,6 +44,7 @@ GUIDED_NOTEBOOKS: tuple[tuple[str, str], ...] = (
     ("03", "The trust-policy playground"),
     ("04", "The STS call"),
     ("05", "Without IRSA"),
+    ("06", "IRSA or Pod Identity"),
 )
 
 
