@@ -243,4 +243,67 @@ AWS_DIFFERENCES: tuple[AwsDifference, ...] = (
         "Amazon S3 API Reference, Authenticating Requests",
         "no client sends both",
     ),
+    AwsDifference(
+        "Pod Identity agent address",
+        "the agent listens on loopback (endpoints.json pod_identity_agent) and also accepts "
+        "its loopback address as Host; the webhook's --container-credentials-full-uri points "
+        "pods there",
+        "169.254.170.23:80 and [fd00:ec2::23]:80 with hostNetwork; any other Host is refused "
+        "with 403",
+        "docs/reference/pod-identity.md §4.7, §4.8 (agent v0.1.37, pkg/handlers)",
+        "botocore allows loopback HTTP URLs as it allows 169.254.170.23; the one rewritten "
+        "setting is the URL, and a wrong Host (10.0.0.1) still gets the agent's 403",
+    ),
+    AwsDifference(
+        "Pod Identity agent: node credentials",
+        "the agent takes the node role's instance credentials in process, the ones the IMDS "
+        "stand-in serves, and signs EKS Auth calls with them over HTTPS",
+        "the agent reads them from IMDS over HTTP on the node",
+        "docs/reference/pod-identity.md §2.1, §4.7",
+        "the credentials, the signature and the EKS Auth call are the real ones; only the "
+        "IMDS round trip is skipped, and the trace shows the EKS Auth call",
+    ),
+    AwsDifference(
+        "EKS Auth texts and checks",
+        "InvalidTokenException, ExpiredTokenException, ResourceNotFoundException and "
+        "AccessDeniedException (HTTP 400) carry the lab's own short messages; the token is "
+        "checked with STS's steps against the cluster's issuer, then audience, pod binding, "
+        "association, role and trust policy, in that order; an unknown cluster gets EKS's "
+        "'No cluster found for name: X.'",
+        "the codes and statuses are modelled; no message text and no check order is published",
+        "docs/reference/pod-identity.md §2.4, §2.5, §8.2-8.4",
+        "the code, status and failing step are what tools and learners act on; the trace "
+        "names the step and why",
+    ),
+    AwsDifference(
+        "Pod Identity sessions",
+        "session name eks-<cluster[:10]>-<pod[:10]>-<uuid> (at most 62 characters), 6-hour "
+        "credentials, assumedRoleUser.arn the STS session ARN, the trust policy judged with "
+        "aws:SourceAccount (the cluster's account) and aws:SourceArn (the association)",
+        "only the pattern eks-<cluster>-<pod>-<uuid> is documented; one observed name is 62 "
+        "characters with the UUID whole; lifetime and condition keys are not documented",
+        "docs/reference/pod-identity.md §6.2, §6.3, §8.5-8.7, §8.10",
+        "fits the one observation and STS's 64-character limit; the six session tags are "
+        "exactly AWS's",
+    ),
+    AwsDifference(
+        "trust policy checked at association time",
+        "CreatePodIdentityAssociation refuses a role whose trust policy does not allow "
+        "pods.eks.amazonaws.com sts:AssumeRole and sts:TagSession (InvalidParameterException), "
+        "and EKS Auth judges the same policy again for each pod (AccessDeniedException)",
+        "observed for policies without the service principal or without sts:TagSession "
+        "(CDK's plain ServicePrincipal); not documented",
+        "docs/reference/pod-identity.md §1.4, §6.4, §8.1",
+        "both places run one function (irsa_lab.aws.eks.trust.judge_trust), so the lab can "
+        "show either refusal",
+    ),
+    AwsDifference(
+        "associations take effect at once",
+        "a new or deleted association is in the webhook's config file before the API call "
+        "returns; the embedded webhook reads it on the next admission, the upstream binary "
+        "after its fsnotify reload, which the lab waits for",
+        "AWS says a change may take several seconds to take effect",
+        "docs/reference/pod-identity.md §1.5, §5.3",
+        "as for IAM: a lab checks a fix at once",
+    ),
 )
