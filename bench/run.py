@@ -746,6 +746,94 @@ def bench_sts(
     )
 
 
+def bench_pod_identity(report: Report, tmp: Path, seq: int) -> None:
+    """Pod Identity's credentials against IRSA's, in one stack (the peer is the other way).
+
+    IRSA: the SDK calls STS AssumeRoleWithWebIdentity (one HTTPS call). Pod Identity: the
+    SDK calls the node's agent, which calls EKS Auth AssumeRoleForPodIdentity (HTTP, then
+    SigV4-signed HTTPS); a fresh token each time, as for a pod's first fetch, so the
+    agent's cache never answers. Then the agent's cached answer, as for a later fetch.
+    """
+    import urllib.request
+
+    import boto3
+    import botocore
+    from botocore.config import Config
+
+    from irsa_lab.aws.eks import trust as T
+    from irsa_lab.aws.iam.operations import create_role
+
+    sa = ("bench-pi-sa", "bench-pi-sa-uid")
+    with embedded(tmp, "pod-identity") as stack:
+        role = create_role(
+            stack.account,
+            role_name="bench-pi",
+            assume_role_policy_document=json.dumps(T.pod_identity_trust_policy(tag_session=True)),
+        )
+        stack.aws.associations.create(C.NAMESPACE, sa[0], role.arn)
+
+        def token(i: int) -> str:
+            """As the kubelet projects it: bound to a pod, for EKS Auth's audience."""
+            return stack.issuer.issue(
+                namespace=C.NAMESPACE,
+                service_account=sa,
+                audiences=[T.POD_IDENTITY_AUDIENCE],
+                expiration_seconds=86400,
+                pod=(f"bench-pod-{i}", f"bench-pod-uid-{i}"),
+            ).token
+
+        # IRSA's token: the article's ServiceAccount, whose role trusts it (the seeded one).
+        web_identity = stack.issuer.issue(
+            namespace=C.NAMESPACE,
+            service_account=(C.SERVICE_ACCOUNT, "bench-sa-uid"),
+            audiences=[C.DEFAULT_AUDIENCE],
+            expiration_seconds=86400,
+        ).token
+        sts = boto3.session.Session(region_name=C.REGION).client(
+            "sts",
+            endpoint_url=stack.endpoints.sts,
+            verify=stack.endpoints.ca_bundle,
+            config=Config(signature_version=botocore.UNSIGNED),
+        )
+
+        def irsa(i: int) -> None:
+            out = sts.assume_role_with_web_identity(
+                RoleArn=C.ROLE_ARN, RoleSessionName=f"bench-{i}", WebIdentityToken=web_identity
+            )
+            assert out["Credentials"]["AccessKeyId"]
+
+        tokens = [token(i) for i in range(seq + 1)]
+        agent = stack.endpoints.pod_identity_agent
+
+        def fetch(i: int) -> None:
+            request = urllib.request.Request(agent, headers={"Authorization": tokens[i]})  # noqa: S310
+            with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 - the lab's agent
+                assert json.loads(r.read())["AccessKeyId"]
+
+        irsa(0)
+        fetch(seq)  # warm: connection setup and the issuer's keys, outside the timing
+        _, irsa_lat = run_concurrently(1, seq, irsa)
+        _, pi_lat = run_concurrently(1, seq, fetch)
+        _, cached_lat = run_concurrently(1, seq, lambda _: fetch(0))
+    report.add(
+        f"IRSA credentials: STS AssumeRoleWithWebIdentity (boto3, sequential, {seq} calls)",
+        f"p50 {ms(pct(irsa_lat, 50))}, p99 {ms(pct(irsa_lat, 99))}",
+        "the peer of the next row, same stack: one HTTPS call",
+    )
+    report.add(
+        f"Pod Identity credentials: agent then EKS Auth, a new token each call ({seq} calls)",
+        f"x{pct(pi_lat, 50) / pct(irsa_lat, 50):.2f} of IRSA at p50; "
+        f"p50 {ms(pct(pi_lat, 50))}, p99 {ms(pct(pi_lat, 99))}",
+        "two hops: HTTP to the agent, SigV4-signed HTTPS from it to EKS Auth",
+    )
+    report.add(
+        f"Pod Identity credentials from the agent's cache ({seq} calls)",
+        f"p50 {ms(pct(cached_lat, 50))}, p99 {ms(pct(cached_lat, 99))}",
+        f"x{pct(cached_lat, 50) / pct(irsa_lat, 50):.2f} of IRSA at p50: "
+        "what later fetches for the same token cost",
+    )
+
+
 def dir_mib(path: Path) -> float:
     return (
         sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
@@ -1046,6 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_sts(
             report, tmp, 100 if quick else 500, 400 if quick else 2000, 64, "moto" not in skip
         )
+        bench_pod_identity(report, tmp, 100 if quick else 500)
         bench_policy(report, 2000 if quick else 20000)
         if "install" not in skip:
             bench_install(report, tmp)

@@ -8,6 +8,8 @@ a boto3 ``eks-auth`` client. Session tags reach S3's policy evaluation as
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
@@ -26,6 +28,7 @@ from botocore.exceptions import ClientError
 
 from irsa_lab import constants as C
 from irsa_lab.aws.arns import role_arn
+from irsa_lab.aws.eks import agent as agent_mod
 from irsa_lab.aws.eks import trust as T
 from irsa_lab.aws.imds import node_credentials
 from irsa_lab.session import Lab
@@ -312,20 +315,6 @@ def test_only_callers_allowed_eks_auth_may_call_it(lab: Lab, stack: EmbeddedLab)
     unsigned.value.close()
 
 
-def _agent_get(stack: EmbeddedLab, token: str | None, host: str | None = None) -> tuple[int, bytes]:
-    headers = {} if token is None else {"Authorization": token}
-    if host:
-        headers["Host"] = host
-    try:
-        agent = stack.endpoints.pod_identity_agent
-        request = urllib.request.Request(agent, headers=headers)  # noqa: S310 - the lab's agent
-        with urllib.request.urlopen(request) as r:  # noqa: S310
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        with e:
-            return e.code, e.read()
-
-
 def test_the_agent_answers_in_the_container_format_and_caches_per_token(
     lab: Lab, stack: EmbeddedLab
 ) -> None:
@@ -341,6 +330,72 @@ def test_the_agent_answers_in_the_container_format_and_caches_per_token(
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", answer["Expiration"])
     assert _agent_get(stack, token) == (200, body)
     assert calls() == before + 1  # the second answer came from the cache
+
+
+def _agent_get(
+    stack: EmbeddedLab, token: str | None, host: str | None = None, agent: str | None = None
+) -> tuple[int, bytes]:
+    headers = {} if token is None else {"Authorization": token}
+    if host:
+        headers["Host"] = host
+    try:
+        url = agent or stack.endpoints.pod_identity_agent
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - the lab's agent
+        with urllib.request.urlopen(request) as r:  # noqa: S310
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, e.read()
+
+
+def test_the_agent_keeps_its_connection_to_eks_auth_alive(lab: Lab, stack: EmbeddedLab) -> None:
+    """Two pods' first fetches (two tokens, so no cache) reach EKS Auth on one TCP
+    connection, as with the real agent's HTTP client: no TLS handshake per pod.
+
+    A second agent, made as the stack makes its own, calls EKS Auth through a proxy on
+    loopback that counts the connections it accepts.
+    """
+    _associate(stack, "abac-sa", "pi-abac")
+    eks_auth_port = stack.loop.served()["eks-auth"].port
+    accepted: list[int] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", eks_auth_port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def start_proxy() -> asyncio.Server:
+        return await asyncio.start_server(relay, "127.0.0.1", 0)
+
+    proxy = stack.loop.call(start_proxy())
+    proxy_port = proxy.sockets[0].getsockname()[1]
+    agent = agent_mod.make_app(
+        cluster=C.CLUSTER_NAME,
+        eks_auth_url=lambda: f"https://127.0.0.1:{proxy_port}",
+        node_credentials=lambda: node_credentials(
+            stack.account, C.NODE_ROLE_NAME, wall_clock=stack.wall_clock, ids=stack.ids
+        ),
+        ssl_context=ssl.create_default_context(cafile=stack.endpoints.ca_bundle),
+        region=C.REGION,
+        clock=stack.clock,
+        wall_clock=stack.wall_clock,
+        trace=stack.trace,
+    )
+    url = stack.loop.serve("agent-under-test", agent).url + agent_mod.credentials_path()
+    try:
+        for pod in ("keepalive-a", "keepalive-b"):
+            assert _agent_get(stack, _pod_token(stack, "abac-sa", pod), agent=url)[0] == 200
+    finally:
+        stack.loop.unserve("agent-under-test")  # closes the agent's client too
+        proxy.close()
+    assert len(accepted) == 1
 
 
 def test_the_agent_refuses_what_the_real_one_refuses(lab: Lab, stack: EmbeddedLab) -> None:

@@ -179,6 +179,26 @@ def make_app(
         )
         return _credentials_response(answer)
 
+    # One client for the agent's life, its connections to EKS Auth kept alive between
+    # calls, as the real agent's Go HTTP client does: a pod's first fetch then costs no
+    # TLS handshake. Made on first use, inside the loop that serves the agent.
+    sessions: list[Any] = []
+
+    def _session() -> Any:
+        if not sessions:
+            aiohttp = aiohttp_module()
+            sessions.append(
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=5),
+                    connector=aiohttp.TCPConnector(ssl=ssl_context),
+                )
+            )
+        return sessions[0]
+
+    async def close_session(_: web.Application) -> None:
+        while sessions:
+            await sessions.pop().close()
+
     async def _assume(token: str) -> tuple[int, dict[str, Any]]:
         """POST to EKS Auth, signed with the node's credentials: (status, parsed answer)."""
         from botocore.auth import SigV4Auth
@@ -198,13 +218,9 @@ def make_app(
         ).add_auth(aws_request)
         aiohttp = aiohttp_module()
         try:
-            async with (
-                aiohttp.ClientSession(
-                    timeout=aiohttp.ClientTimeout(total=5),
-                    connector=aiohttp.TCPConnector(ssl=ssl_context, force_close=True),
-                ) as session,
-                session.post(url, data=body, headers=dict(aws_request.headers.items())) as resp,
-            ):
+            async with _session().post(
+                url, data=body, headers=dict(aws_request.headers.items())
+            ) as resp:
                 raw = await resp.read()
                 request_id = resp.headers.get("x-amzn-RequestId", "")
                 status = resp.status
@@ -228,6 +244,7 @@ def make_app(
         return _text("404 page not found", 404)
 
     app = web.Application()
+    app.on_cleanup.append(close_session)
     app.router.add_route("*", _PATH, credentials)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app
