@@ -30,15 +30,17 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from ..constants import CONTAINER_CREDENTIALS_FULL_URI, KIND_WEBHOOK_NAMESPACE, KIND_WEBHOOK_SERVICE
-from ..webhook.container_credentials import CONFIG_LOADED_LINES, render_config
+from ..webhook.container_credentials import (
+    CONFIG_LOADED_LINES,
+    AssociationsLike,
+    IdentitiesSync,
+)
 
 __all__ = [
     "AGENT_CHAIN",
@@ -71,12 +73,6 @@ Run = Callable[..., str]
 Kubectl = Callable[[Sequence[str], float], str]
 
 
-class _AssociationsLike(Protocol):
-    on_change: list[Callable[[], None]]
-
-    def identities(self) -> list[tuple[str, str]]: ...
-
-
 def node_container(cluster: str) -> str:
     """The Docker container of the cluster's one node (kind names it so)."""
     return f"{cluster}-control-plane"
@@ -98,56 +94,31 @@ def write_config_argv(node: str, path: str = NODE_CONFIG_FILE) -> list[str]:
     return ["docker", "exec", "-i", node, "sh", "-c", script]
 
 
-class NodeConfigSync:
-    """Keeps the node's identities file equal to the associations' identities.
-
-    :meth:`start` writes it once and subscribes to ``associations.on_change``; each change
-    rewrites it through ``run`` (the kind backend's docker runner) and bumps
-    :attr:`generation`. ``before_write`` runs just before each replacement, so a waiter can
-    count the webhook's loads before a reload that may follow within milliseconds.
-    """
+class NodeConfigSync(IdentitiesSync):
+    """An :class:`IdentitiesSync` for the file on the kind node: each replacement goes
+    through ``run`` (the kind backend's docker runner, :func:`write_config_argv`)."""
 
     def __init__(
         self,
-        associations: _AssociationsLike,
+        associations: AssociationsLike,
         run: Run,
         *,
         node: str,
         path: str = NODE_CONFIG_FILE,
         before_write: Callable[[], None] | None = None,
     ) -> None:
-        self.associations = associations
+        super().__init__(associations, before_write=before_write)
         self.run = run
         self.node = node
         self.path = path
-        self.before_write = before_write
-        self.generation = 0
-        self.written = b""
-        self._lock = threading.Lock()
 
-    def start(self) -> NodeConfigSync:
-        self.write()
-        if self.write not in self.associations.on_change:
-            self.associations.on_change.append(self.write)
-        return self
-
-    def stop(self) -> None:
-        if self.write in self.associations.on_change:
-            self.associations.on_change.remove(self.write)
-
-    def write(self) -> None:
-        with self._lock:
-            data = render_config(self.associations.identities())
-            if self.before_write is not None:
-                self.before_write()
-            self.run(
-                write_config_argv(self.node, self.path),
-                input=data.decode(),
-                timeout=WRITE_TIMEOUT_S,
-                fix=f"`docker exec {self.node} ls -l {self.path.rpartition('/')[0]}`",
-            )
-            self.written = data
-            self.generation += 1
+    def replace(self, data: bytes) -> None:
+        self.run(
+            write_config_argv(self.node, self.path),
+            input=data.decode(),
+            timeout=WRITE_TIMEOUT_S,
+            fix=f"`docker exec {self.node} ls -l {self.path.rpartition('/')[0]}`",
+        )
 
 
 def agent_route_script(host: str, port: int, *, agent_url: str = POD_AGENT_URL) -> str:

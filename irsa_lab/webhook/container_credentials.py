@@ -25,16 +25,19 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Self
 
 __all__ = [
+    "AssociationsLike",
     "CONFIG_FILE",
     "CONFIG_LOADED_LINES",
     "ConfigFileSync",
     "IdentitiesFile",
+    "IdentitiesSync",
     "config_path",
     "parse_identities",
     "render_config",
+    "replace_file",
     "write_config",
 ]
 
@@ -48,7 +51,9 @@ CONFIG_LOADED_LINES = (
 )
 
 
-class _AssociationsLike(Protocol):
+class AssociationsLike(Protocol):
+    """What a sync needs of :class:`irsa_lab.aws.eks.associations.Associations`."""
+
     on_change: list[Callable[[], None]]
 
     def identities(self) -> list[tuple[str, str]]: ...
@@ -69,6 +74,12 @@ def render_config(identities: Iterable[tuple[str, str]]) -> bytes:
 def write_config(path: Path, identities: Iterable[tuple[str, str]]) -> bytes:
     """Atomically replace ``path`` with the identities (§5.3); returns the bytes written."""
     data = render_config(identities)
+    replace_file(path, data)
+    return data
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` by a rename from a temporary file beside it (§5.3)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -79,33 +90,32 @@ def write_config(path: Path, identities: Iterable[tuple[str, str]]) -> bytes:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return data
 
 
-class ConfigFileSync:
-    """Keeps the config file equal to the associations' identities.
+class IdentitiesSync:
+    """Keeps an identities file equal to the associations' identities.
 
     :meth:`start` writes it once and subscribes to ``associations.on_change``; each change
-    rewrites it and bumps :attr:`generation`, so a waiter can tell that a newer file exists.
-    ``before_write`` (optional) runs just before each replacement: a webhook that reloads
-    asynchronously may log the reload before the writer's next line runs.
+    renders the file again, runs ``before_write`` (optional), replaces the file with
+    :meth:`replace` and bumps :attr:`generation`, so a waiter can tell that a newer file
+    exists. ``before_write`` is for a webhook that reloads asynchronously: it may log the
+    reload before the writer's next line runs, so a waiter counts the loads first.
+    Subclasses say where the file is (:meth:`replace`).
     """
 
     def __init__(
         self,
-        associations: _AssociationsLike,
-        path: Path,
+        associations: AssociationsLike,
         *,
         before_write: Callable[[], None] | None = None,
     ) -> None:
         self.associations = associations
-        self.path = path
         self.before_write = before_write
         self.generation = 0
         self.written = b""
         self._lock = threading.Lock()
 
-    def start(self) -> ConfigFileSync:
+    def start(self) -> Self:
         self.write()
         if self.write not in self.associations.on_change:
             self.associations.on_change.append(self.write)
@@ -117,10 +127,33 @@ class ConfigFileSync:
 
     def write(self) -> None:
         with self._lock:
+            data = render_config(self.associations.identities())
             if self.before_write is not None:
                 self.before_write()
-            self.written = write_config(self.path, self.associations.identities())
+            self.replace(data)
+            self.written = data
             self.generation += 1
+
+    def replace(self, data: bytes) -> None:
+        """Put ``data`` in place of the file, atomically (§5.3)."""
+        raise NotImplementedError
+
+
+class ConfigFileSync(IdentitiesSync):
+    """An :class:`IdentitiesSync` for a file on this machine (embedded and ``k8s``)."""
+
+    def __init__(
+        self,
+        associations: AssociationsLike,
+        path: Path,
+        *,
+        before_write: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(associations, before_write=before_write)
+        self.path = path
+
+    def replace(self, data: bytes) -> None:
+        replace_file(self.path, data)
 
 
 def parse_identities(data: bytes) -> frozenset[tuple[str, str]]:
