@@ -441,21 +441,16 @@ def tokens_side_by_side(lab: Lab, irsa_pod: str = IRSA_POD, pi_pod: str = PI_POD
 
 
 @dataclass(frozen=True)
-class CredentialRun:
-    """A command run in a pod, and the trace of it."""
+class CredentialRun(sts_call.PodRun):
+    """A command run in a Pod Identity pod, and the trace of it."""
 
-    pod: str
-    namespace: str
-    returncode: int
-    stdout: str
-    stderr: str
-    events: list[TraceEvent]
+    pod: str = PI_POD
+    namespace: str = C.NAMESPACE
 
     @property
     def output(self) -> str:
-        """What it printed (stdout, else its last error line), masked."""
-        text = self.stdout.strip() or (self.stderr.strip().splitlines() or [""])[-1]
-        return _mask(sts_call.mask_session(text))
+        """What it printed, session digits and uuids masked."""
+        return _mask(super().output)
 
     @property
     def arn(self) -> str:
@@ -487,7 +482,9 @@ def credential_run(
     mark = control.trace_mark()
     done = lab.exec(pod, list(argv), namespace=namespace)
     events = control.trace_since(mark)
-    return CredentialRun(pod, namespace, done.returncode, done.stdout, done.stderr, events)
+    return CredentialRun(
+        done.returncode, done.stdout, done.stderr, events, pod=pod, namespace=namespace
+    )
 
 
 def irsa_run(lab: Lab, pod: str = IRSA_POD) -> sts_call.Run:

@@ -26,6 +26,7 @@ from ..ui.playground import trust_policy_text
 from ..ui.sequence import FIGURE_DPI, Step, lane_of, steps_from_trace
 
 __all__ = [
+    "PodRun",
     "Run",
     "as_png",
     "botocore_story",
@@ -82,20 +83,30 @@ def mask_session(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class Run:
-    """One command run in the pod and what the components recorded meanwhile."""
+class PodRun:
+    """A command run in a pod, with what the components recorded meanwhile."""
 
-    argv: tuple[str, ...]
     returncode: int
     stdout: str
     stderr: str
     events: list[TraceEvent]
 
     @property
+    def printed(self) -> str:
+        """What the command printed: stdout, else its last stderr line."""
+        return self.stdout.strip() or (self.stderr.strip().splitlines() or [""])[-1]
+
+    @property
     def output(self) -> str:
-        """What the command printed (stdout, else its last stderr line), masked."""
-        text = self.stdout.strip() or (self.stderr.strip().splitlines() or [""])[-1]
-        return mask_session(text)
+        """What the command printed, botocore's session digits masked."""
+        return mask_session(self.printed)
+
+
+@dataclass(frozen=True)
+class Run(PodRun):
+    """One command run in the article's pod (notebook 04)."""
+
+    argv: tuple[str, ...] = ()
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -122,7 +133,7 @@ def recorded_run(
     done = lab.exec(pod, list(argv))
     during = control.trace_since(mark)
     events = token_origin(control.trace_events(), during) + during
-    return Run(tuple(argv), done.returncode, done.stdout, done.stderr, events)
+    return Run(done.returncode, done.stdout, done.stderr, events, argv=tuple(argv))
 
 
 def token_origin(events: Sequence[TraceEvent], reads: Sequence[TraceEvent]) -> list[TraceEvent]:
