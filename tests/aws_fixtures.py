@@ -258,6 +258,18 @@ class StsLab:
         }
 
 
+def cli_env(home: Path, **settings: str) -> dict[str, str]:
+    """The environment of an aws CLI run in a subprocess: this ``PATH``, a ``HOME`` and
+    config files of its own (nothing of the developer's), then ``settings``."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "AWS_CONFIG_FILE": str(home / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
+        **settings,
+    }
+
+
 def only_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
     """Make ``env`` the whole AWS configuration of this process (others removed)."""
     for key in list(os.environ):

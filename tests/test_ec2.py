@@ -8,7 +8,6 @@ lab's control); errors come back in EC2's own document and codes.
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from aws_fixtures import cli_env
 from botocore.exceptions import ClientError
 
 from irsa_lab import constants as C
@@ -262,15 +262,12 @@ def test_the_aws_cli_describes_the_instance_and_reports_errors(
     stack: EmbeddedLab, tmp_path: Path
 ) -> None:
     ep = stack.endpoints
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
+    env = cli_env(
+        tmp_path,
         **ep.aws_env(),
-        "AWS_ACCESS_KEY_ID": ep.admin_access_key_id,
-        "AWS_SECRET_ACCESS_KEY": ep.admin_secret_access_key,
-        "AWS_CONFIG_FILE": str(tmp_path / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
-    }
+        AWS_ACCESS_KEY_ID=ep.admin_access_key_id,
+        AWS_SECRET_ACCESS_KEY=ep.admin_secret_access_key,
+    )
     query = "Reservations[].Instances[].MetadataOptions"
     done = subprocess.run(
         [str(AWS_CLI), "ec2", "describe-instances", "--query", query, "--output", "json"],

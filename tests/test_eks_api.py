@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import ssl
 import subprocess
@@ -22,6 +21,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_fixtures import cli_env
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -422,15 +422,12 @@ def test_the_aws_cli_creates_and_lists_associations(
     lab: Lab, stack: EmbeddedLab, tmp_path: Path
 ) -> None:
     ep = stack.endpoints
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
+    env = cli_env(
+        tmp_path,
         **ep.aws_env(),
-        "AWS_ACCESS_KEY_ID": ep.admin_access_key_id,
-        "AWS_SECRET_ACCESS_KEY": ep.admin_secret_access_key,
-        "AWS_CONFIG_FILE": str(tmp_path / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
-    }
+        AWS_ACCESS_KEY_ID=ep.admin_access_key_id,
+        AWS_SECRET_ACCESS_KEY=ep.admin_secret_access_key,
+    )
 
     def aws(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
