@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from .. import web
 from ..constants import REGION
@@ -48,7 +48,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def signing_regions(service: Literal["sts", "iam", "s3"], region: str = REGION) -> tuple[str, ...]:
+def signing_regions(service: str, region: str = REGION) -> tuple[str, ...]:
     """The regions a request to ``service`` may be signed for, the expected one first.
 
     S3 and STS are regional: the lab's S3 bucket and STS endpoint live in ``region``,
@@ -75,15 +75,18 @@ def verify_request(
     request: web.Request,
     body: bytes,
     now: float,
-    service: Literal["sts", "iam", "s3"],
+    service: str,
     *,
     region: str = REGION,
+    refusal: Callable[[SigV4Failure], AwsError] | None = None,
 ) -> Verified:
     """The checked request (:class:`~.sigv4.Verified`) for ``service``, or the service's error.
 
     Path and query are passed as sent, still percent-encoded, since SigV4 signs them so.
     The signature may be in the ``Authorization`` header or in the query string (a
     presigned URL; for S3 also the legacy Signature Version 2 one, :mod:`.sigv2`).
+    A failure is worded by ``refusal`` (EC2's and the JSON services' own words), else
+    as STS, IAM or S3 word it (:func:`~.sigv4_errors.to_aws_error`).
     """
     path = request.raw_path.split("?", 1)[0]
     query = request.rel_url.raw_query_string
@@ -104,7 +107,11 @@ def verify_request(
             regions=signing_regions(service, region),
         )
     except SigV4Failure as failure:
-        raise to_aws_error(failure, service) from None
+        if refusal is not None:
+            raise refusal(failure) from None
+        if service in ("sts", "iam", "s3"):
+            raise to_aws_error(failure, cast(Literal["sts", "iam", "s3"], service)) from None
+        raise ValueError(f"no wording of SigV4 failures for {service!r}: pass refusal") from None
 
 
 def authorize_by_role(

@@ -21,9 +21,9 @@ import json
 from typing import Any
 
 from .. import web
+from .endpoint import verify_request
 from .errors import AwsError
 from .model import Account, Credential
-from .sigv4 import verify
 from .sigv4_errors import SigV4Failure
 
 __all__ = ["error_response", "json_response", "sigv4_error", "signed_by"]
@@ -102,17 +102,6 @@ def signed_by(
     account: Account, request: web.Request, body: bytes, *, now: float, service: str, region: str
 ) -> Credential:
     """Who signed ``request`` for ``service`` in ``region``, or the JSON services' refusal."""
-    try:
-        return verify(
-            account,
-            method=request.method,
-            path=request.raw_path.split("?", 1)[0],
-            query=request.rel_url.raw_query_string,
-            headers=request.headers,
-            body=body,
-            now=now,
-            service=service,
-            regions=(region,),
-        ).credential
-    except SigV4Failure as failure:
-        raise sigv4_error(failure) from None
+    return verify_request(
+        account, request, body, now, service, region=region, refusal=sigv4_error
+    ).credential

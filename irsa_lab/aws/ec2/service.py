@@ -45,13 +45,13 @@ from ... import web
 from ...clock import Clock, rfc3339
 from ...constants import REGION
 from ...trace import Trace
-from ..endpoint import authorize_by_role, record_call, refusal_facts, unexpected
+from ..endpoint import authorize_by_role, record_call, refusal_facts, unexpected, verify_request
 from ..errors import AwsError, escape
 from ..imds import ImdsSettings, instance_profile_id
 from ..model import Account, Credential
 from ..query import element
 from ..query_service import QueryCall, QueryService
-from ..sigv4 import SigV4Failure, verify
+from ..sigv4 import SigV4Failure
 from ..sigv4_errors import to_aws_error
 
 __all__ = [
@@ -435,21 +435,9 @@ def make_app(
     """
 
     def authenticate(call: QueryCall) -> Credential:
-        request = call.request
-        try:
-            return verify(
-                account,
-                method=request.method,
-                path=request.raw_path.split("?", 1)[0],
-                query=request.rel_url.raw_query_string,
-                headers=request.headers,
-                body=call.body,
-                now=wall_clock.now(),
-                service="ec2",
-                regions=(REGION,),
-            ).credential
-        except SigV4Failure as failure:
-            raise _auth_error(failure) from None
+        return verify_request(
+            account, call.request, call.body, wall_clock.now(), "ec2", refusal=_auth_error
+        ).credential
 
     def operation(action: str) -> Callable[[QueryCall], Awaitable[str | None]]:
         async def serve(call: QueryCall) -> str | None:
