@@ -13,9 +13,11 @@ import re
 import ssl
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -476,3 +478,32 @@ def test_what_the_lab_does_not_serve_is_refused_saying_so(eks: Any, stack: Embed
     assert (code, status) == ("InvalidRequestException", 400)
     assert "targetRoleArn" in message
     assert stack.aws.associations.identities() == [("default", "app-sa")]
+
+
+def test_a_slow_association_change_does_not_hold_up_the_other_calls(
+    lab: Lab, stack: EmbeddedLab, eks: Any
+) -> None:
+    """The change callbacks (the webhook's identities file; on kind a `docker exec`) run
+    off the servers' event loop: while one is held, the EKS API and STS still answer."""
+    release = threading.Event()
+    held = threading.Event()
+
+    def slow_write() -> None:
+        held.set()
+        release.wait(30)
+
+    stack.aws.associations.on_change.append(slow_write)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            creating = pool.submit(_create, lab.aws_client("eks"), "slow-sa")
+            assert held.wait(10), "the change callback never ran"
+            listed = eks.list_pod_identity_associations(clusterName=C.CLUSTER_NAME)
+            assert listed["associations"][0]["serviceAccount"] == "slow-sa"
+            who = lab.aws_client("sts").get_caller_identity()
+            assert who["Account"] == C.ACCOUNT_ID
+            assert not creating.done()
+            release.set()
+            assert creating.result(10)["serviceAccount"] == "slow-sa"
+    finally:
+        release.set()
+        stack.aws.associations.on_change.remove(slow_write)

@@ -286,10 +286,12 @@ def make_app(
                 explanation=f"this lab has one cluster, {cluster.name!r}",
             )
 
-    def association(association_id: str, *, delete: bool = False) -> Association:
+    async def association(association_id: str, *, delete: bool = False) -> Association:
         try:
             if delete:
-                return associations.delete(association_id)
+                # In a thread: the change callbacks write the webhook's identities file,
+                # on kind through `docker exec`, which must not hold up this loop's servers.
+                return await asyncio.to_thread(associations.delete, association_id)
             return associations.describe(association_id)
         except AssociationNotFound:
             raise AwsError(
@@ -363,8 +365,13 @@ def make_app(
         )
         _check_trust(account, role, known_tags, region=region)
         try:
-            created = associations.create(
-                namespace, sa, role_arn, tags=tags, disable_session_tags=disable
+            created = await asyncio.to_thread(  # in a thread: see association()
+                associations.create,
+                namespace,
+                sa,
+                role_arn,
+                tags=tags,
+                disable_session_tags=disable,
             )
         except AssociationExists as exists:
             raise AwsError(
@@ -399,13 +406,13 @@ def make_app(
         association_id = request.match_info["association_id"]
         authorize(call, association_arn(association_id))
         call.facts["association"] = association_id
-        return {"association": association(association_id).to_wire()}
+        return {"association": (await association(association_id)).to_wire()}
 
     async def delete(request: web.Request, call: _Call, params: dict[str, Any]) -> dict[str, Any]:
         association_id = request.match_info["association_id"]
         authorize(call, association_arn(association_id))
         call.facts["association"] = association_id
-        deleted = association(association_id, delete=True)
+        deleted = await association(association_id, delete=True)
         await settled(call)
         return {"association": deleted.to_wire()}
 
