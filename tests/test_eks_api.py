@@ -507,3 +507,20 @@ def test_a_slow_association_change_does_not_hold_up_the_other_calls(
     finally:
         release.set()
         stack.aws.associations.on_change.remove(slow_write)
+
+
+def test_list_clusters_names_the_labs_one_cluster(eks: Any, lab: Lab, tmp_path: Path) -> None:
+    assert eks.list_clusters()["clusters"] == [C.CLUSTER_NAME]
+    assert eks.list_clusters(maxResults=1)["clusters"] == [C.CLUSTER_NAME]
+    with pytest.raises(ClientError) as bad:
+        eks.list_clusters(maxResults=101)
+    assert _error(bad)[0] == "InvalidParameterException"
+    done = subprocess.run(
+        [str(AWS_CLI), "eks", "list-clusters", "--output", "json"],
+        env=cli_env(tmp_path, **lab.aws_env()),  # the account administrator's keys
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"clusters": [C.CLUSTER_NAME]}

@@ -1,4 +1,4 @@
-"""The EKS API stand-in: Pod Identity associations and ``DescribeCluster`` for the lab's cluster.
+"""The EKS API stand-in: Pod Identity associations, and ``DescribeCluster`` and ``ListClusters`` for the lab's cluster.
 
 rest-json, as botocore's ``eks`` model describes it (docs/reference/pod-identity.md §1.1,
 §1.2): every call SigV4-signed for service ``eks`` in the lab's region, members in the URI,
@@ -8,6 +8,7 @@ the query string or a JSON body, answers as JSON, errors named in ``x-amzn-Error
 =====================================  =======  ==============================================
 operation                              HTTP     URI
 =====================================  =======  ==============================================
+``ListClusters``                       GET      ``/clusters``
 ``DescribeCluster``                    GET      ``/clusters/{name}``
 ``CreatePodIdentityAssociation``       POST     ``/clusters/{name}/pod-identity-associations``
 ``ListPodIdentityAssociations``        GET      ``/clusters/{name}/pod-identity-associations``
@@ -16,7 +17,7 @@ operation                              HTTP     URI
 =====================================  =======  ==============================================
 
 Each call, in order: the signature (a failure answered as the JSON services answer it,
-:func:`~..rest_json.sigv4_error`); the cluster named in the URI (another name:
+:func:`~..rest_json.sigv4_error`); the cluster named in the URI, if any (another name:
 ``ResourceNotFoundException``, 404, ``No cluster found for name: <name>.``, §1.4); the
 caller's permission (the administrator may do anything; a role session is judged by its
 role's policies for ``eks:<Operation>`` on the cluster's or the association's ARN, and
@@ -64,6 +65,7 @@ OPERATIONS = (
     "ListPodIdentityAssociations",
     "DescribePodIdentityAssociation",
     "DeletePodIdentityAssociation",
+    "ListClusters",
 )
 MAX_RESULTS = 100  # §1.2: 1-100, and 100 when not given
 # An IAM role ARN: arn:<partition>:iam::<12 digits>:role/<path/><name>.
@@ -314,6 +316,13 @@ def make_app(
         authorize(call, cluster.arn)
         return {"cluster": cluster.to_wire()}
 
+    async def list_clusters(
+        request: web.Request, call: _Call, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        authorize(call, "*")  # ListClusters names no resource in IAM
+        offset, limit = _page(request.rel_url.query)  # one cluster: never a next page
+        return {"clusters": [cluster.name][offset : offset + limit]}
+
     async def create(request: web.Request, call: _Call, params: dict[str, Any]) -> dict[str, Any]:
         authorize(call, cluster.arn)
         _required(params, "namespace", "serviceAccount", "roleArn")
@@ -433,7 +442,8 @@ def make_app(
             try:
                 body = await request.read()
                 call.caller = authenticate(request, body)
-                the_cluster(request.match_info["cluster"])
+                if "cluster" in request.match_info:
+                    the_cluster(request.match_info["cluster"])
                 response = json_response(await handler(request, call, _body(body)), call.request_id)
                 outcome = "ok"
             except AwsError as err:
@@ -479,6 +489,7 @@ def make_app(
     app = web.Application()
     base = "/clusters/{cluster}"
     one = base + "/pod-identity-associations/{association_id}"
+    app.router.add_route("GET", "/clusters", route("ListClusters", list_clusters))
     app.router.add_route("GET", base, route("DescribeCluster", describe_cluster))
     app.router.add_route("POST", base + "/pod-identity-associations", route(OPERATIONS[1], create))
     app.router.add_route("GET", base + "/pod-identity-associations", route(OPERATIONS[2], list_))
