@@ -244,6 +244,18 @@ AWS_DIFFERENCES: tuple[AwsDifference, ...] = (
         "no client sends both",
     ),
     AwsDifference(
+        "EKS APIs the lab does not serve",
+        "ListClusters, DescribeCluster and Create/List/Describe/DeletePodIdentityAssociation "
+        "are served for the one cluster; every other operation, UpdatePodIdentityAssociation "
+        "included, answers UnknownOperationException (404), and a create with targetRoleArn "
+        "(cross-account target roles) or policy (a session policy) InvalidRequestException "
+        "(400) saying the lab does not support it",
+        "EKS serves them all",
+        "docs/reference/pod-identity.md §1.2, §6.6",
+        "the lessons and labs need one role per ServiceAccount; changing an association is "
+        "delete and create, and a clear refusal is better than a half-made answer",
+    ),
+    AwsDifference(
         "Pod Identity agent address",
         "the agent listens on loopback (endpoints.json pod_identity_agent) and also accepts "
         "its loopback address as Host; the webhook's --container-credentials-full-uri points "
