@@ -34,6 +34,7 @@ import hashlib
 import http
 import json
 import re
+import socket
 import ssl
 import struct
 import time
@@ -784,6 +785,21 @@ class _Connection:
 
 
 # --- serving ----------------------------------------------------------------------------
+def _no_delay(writer: asyncio.StreamWriter) -> None:
+    """Send small writes at once (TCP_NODELAY), as asyncio does for the sockets it makes.
+
+    asyncio sets it only on sockets whose ``proto`` is IPPROTO_TCP, and a socket made with
+    ``socket.socket(AF_INET, SOCK_STREAM)`` (``httpd.bind_socket``, kind's listeners) has
+    proto 0, as have the connections it accepts. Without it, after a TLS handshake the
+    server's session tickets and its answer go out as two segments, Nagle holds the second
+    until the client's delayed ACK, and each new connection's first answer comes 40 ms late.
+    """
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class Server:
     """An application served on one listening socket."""
 
@@ -821,6 +837,7 @@ class Server:
         if self._closing:  # accepted just as the server closed
             writer.transport.abort()
             return
+        _no_delay(writer)
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)

@@ -266,3 +266,29 @@ def test_a_connection_still_before_its_tls_handshake_is_closed_with_the_server()
             assert json.loads(conn.getresponse().read())["len"] == 3
     finally:
         loop.stop()
+
+
+def test_connections_send_small_writes_at_once(port: int) -> None:
+    """TCP_NODELAY on every accepted connection, though ``httpd.bind_socket`` makes the
+    listening socket with proto 0 (asyncio then leaves Nagle on): with Nagle, a TLS
+    server's session tickets and first answer go out as two segments and the answer
+    waits for the client's delayed ACK, 40 ms on Linux, on every new connection."""
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    assert listening.proto == 0  # what bind_socket makes, and what asyncio skips
+    listening.close()
+    loop = ServerLoop("test-web-nodelay").start()
+    try:
+        served = loop.serve("t", _app())
+        with closing(http.client.HTTPConnection("127.0.0.1", served.port, timeout=5)) as c:
+            c.request("POST", "/items/x", body=b"a")
+            assert c.getresponse().read()
+
+            async def nodelay() -> list[int]:
+                return [
+                    w.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                    for w in served.server.writers
+                ]
+
+            assert loop.call(nodelay()) == [1]
+    finally:
+        loop.stop()
