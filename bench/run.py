@@ -234,15 +234,22 @@ def bench_start(report: Report, tmp: Path, starts: int) -> None:
     )
 
 
-def answers(url: str, ca: str | None, timeout: float = 2.0) -> bool:
+def tls_context(ca: str | None) -> ssl.SSLContext:
+    """A client context trusting ``ca`` (unverified without one): made once per probe
+    round, since loading a CA file costs milliseconds of the time being measured."""
+    return ssl.create_default_context(cafile=ca) if ca else ssl._create_unverified_context()  # noqa: S323
+
+
+def answers(
+    url: str, ca: str | None, timeout: float = 2.0, ctx: ssl.SSLContext | None = None
+) -> bool:
     """Whether ``url`` answers an HTTP request (any status): a listening port is not enough."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     try:
         if parts.scheme == "https":
-            ctx = ssl.create_default_context(cafile=ca) if ca else ssl._create_unverified_context()  # noqa: S323
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                host, port, timeout=timeout, context=ctx
+                host, port, timeout=timeout, context=ctx or tls_context(ca)
             )
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -266,8 +273,9 @@ def lab_urls(state: Path) -> tuple[list[str], str]:
 
 def all_answer(state: Path) -> bool:
     urls, ca = lab_urls(state)
+    ctx = tls_context(ca)
     with ThreadPoolExecutor(len(urls)) as pool:
-        return all(pool.map(lambda u: answers(u, ca), urls))
+        return all(pool.map(lambda u: answers(u, ca, ctx=ctx), urls))
 
 
 def wait_ready(proc: subprocess.Popen[bytes], ready: Callable[[], bool], limit: float = 60) -> None:
