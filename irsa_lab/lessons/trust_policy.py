@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -235,7 +236,12 @@ class RealSts:
         core = self.lab.core
         made_ns = made_sa = False
         try:
-            core.read_namespace(namespace)
+            found = core.read_namespace(namespace)
+            if found.status is not None and found.status.phase == "Terminating":
+                # Deleted by an earlier run and still being emptied by the namespace
+                # controller: nothing can be created in it, so wait until it is gone.
+                _wait_until_gone(core, namespace)
+                raise ApiException(status=404)
         except ApiException as err:
             if err.status != 404:
                 raise
@@ -362,6 +368,22 @@ def verdict_summary(verdict: Verdict) -> str:
         lines.append(f"  expected:       {', '.join(r.expected)}")
         lines.append(f"  actual:         {actual}")
     return "\n".join(lines)
+
+
+def _wait_until_gone(core: Any, namespace: str, timeout: float = 60.0) -> None:
+    """Return once ``namespace`` no longer exists (the namespace controller finished)."""
+    from kubernetes.client.rest import ApiException
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return
+            raise
+        time.sleep(0.05)
+    raise TimeoutError(f"namespace {namespace} still terminating after {timeout:.0f} s")
 
 
 @dataclass(frozen=True)
