@@ -270,6 +270,16 @@ def cli_env(home: Path, **settings: str) -> dict[str, str]:
     }
 
 
+def admin_cli_env(endpoints: Any, home: Path) -> dict[str, str]:
+    """:func:`cli_env` pointed at a lab's ``Endpoints``, as its account administrator."""
+    return cli_env(
+        home,
+        **endpoints.aws_env(),
+        AWS_ACCESS_KEY_ID=endpoints.admin_access_key_id,
+        AWS_SECRET_ACCESS_KEY=endpoints.admin_secret_access_key,
+    )
+
+
 def only_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
     """Make ``env`` the whole AWS configuration of this process (others removed)."""
     for key in list(os.environ):

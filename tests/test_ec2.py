@@ -19,7 +19,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from aws_fixtures import cli_env
+from aws_fixtures import admin_cli_env
 from botocore.exceptions import ClientError
 
 from irsa_lab import constants as C
@@ -261,13 +261,7 @@ def test_an_unknown_service_name_is_a_lab_error_naming_the_known_ones(lab: Lab) 
 def test_the_aws_cli_describes_the_instance_and_reports_errors(
     stack: EmbeddedLab, tmp_path: Path
 ) -> None:
-    ep = stack.endpoints
-    env = cli_env(
-        tmp_path,
-        **ep.aws_env(),
-        AWS_ACCESS_KEY_ID=ep.admin_access_key_id,
-        AWS_SECRET_ACCESS_KEY=ep.admin_secret_access_key,
-    )
+    env = admin_cli_env(stack.endpoints, tmp_path)
     query = "Reservations[].Instances[].MetadataOptions"
     done = subprocess.run(
         [str(AWS_CLI), "ec2", "describe-instances", "--query", query, "--output", "json"],

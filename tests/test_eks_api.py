@@ -23,7 +23,7 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_fixtures import cli_env
+from aws_fixtures import admin_cli_env, cli_env
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -423,13 +423,7 @@ def test_an_unknown_key_and_an_unsigned_request_are_refused_as_json_services_ref
 def test_the_aws_cli_creates_and_lists_associations(
     lab: Lab, stack: EmbeddedLab, tmp_path: Path
 ) -> None:
-    ep = stack.endpoints
-    env = cli_env(
-        tmp_path,
-        **ep.aws_env(),
-        AWS_ACCESS_KEY_ID=ep.admin_access_key_id,
-        AWS_SECRET_ACCESS_KEY=ep.admin_secret_access_key,
-    )
+    env = admin_cli_env(stack.endpoints, tmp_path)
 
     def aws(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

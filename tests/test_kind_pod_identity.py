@@ -24,6 +24,7 @@ import boto3
 import pytest
 import yaml
 from botocore.utils import ContainerMetadataFetcher
+from kind_fixtures import GATEWAY, gateway_aws
 
 from irsa_lab import constants as C
 from irsa_lab.aws.eks.associations import Associations
@@ -43,10 +44,9 @@ from irsa_lab.kind.pod_identity import (
     write_config_argv,
 )
 from irsa_lab.pki import LabCA
-from irsa_lab.stack import AwsHandle, start_aws_for_issuer
+from irsa_lab.stack import AwsHandle
 from irsa_lab.webhook.container_credentials import parse_identities
 
-GATEWAY = "127.0.0.2"  # a loopback address stands for the kind network's gateway
 LOADED = "I1130 21:00:00.000000       1 config.go:80] Successfully loaded container credentials config file"
 EMPTY = "I1130 21:00:00.000000       1 config.go:70] Container credentials config file is empty, clearing cache"
 
@@ -126,19 +126,8 @@ def test_botocore_refuses_the_gateway_over_http_so_pods_get_the_agents_eks_addre
 
 @pytest.fixture(scope="module")
 def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsHandle]:
-    handle = start_aws_for_issuer(
-        state_dir=tmp_path_factory.mktemp("aws-pod-identity"),
-        issuer=C.KIND_ISSUER,
-        discovery_url=C.KIND_DISCOVERY_URL,
-        ca_pem_for_discovery=LabCA.create().cert_pem,
-        seed=7,
-        pod_host=GATEWAY,
-        pod_bind=GATEWAY,
-    )
-    try:
+    with gateway_aws(tmp_path_factory.mktemp("aws-pod-identity")) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 def _get(url: str, host: str) -> tuple[int, str]:

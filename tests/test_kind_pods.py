@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kind_fixtures import GATEWAY, gateway_aws
 
 from irsa_lab.backends import binaries
 from irsa_lab.constants import KIND_DISCOVERY_URL, KIND_ISSUER, NAMESPACE, ROLE_ARN
@@ -38,7 +39,6 @@ from irsa_lab.stack import AwsHandle, start_aws_for_issuer
 
 # A second loopback address stands in for the kind network's gateway: an address of
 # this host other than 127.0.0.1, as the docker bridge's is.
-GATEWAY = "127.0.0.2"
 
 
 # --- where pods reach the host -----------------------------------------------------------------
@@ -88,19 +88,8 @@ def test_a_kind_network_without_an_ipv4_gateway_is_an_error() -> None:
 # --- the stand-ins, really listening for pods ----------------------------------------------
 @pytest.fixture(scope="module")
 def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsHandle]:
-    handle = start_aws_for_issuer(
-        state_dir=tmp_path_factory.mktemp("aws-for-pods"),
-        issuer=KIND_ISSUER,
-        discovery_url=KIND_DISCOVERY_URL,
-        ca_pem_for_discovery=LabCA.create().cert_pem,
-        seed=7,
-        pod_host=GATEWAY,
-        pod_bind=GATEWAY,
-    )
-    try:
+    with gateway_aws(tmp_path_factory.mktemp("aws-for-pods")) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 def test_the_pod_side_urls_name_the_gateway_on_ports_of_their_own(aws: AwsHandle) -> None:
